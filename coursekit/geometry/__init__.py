@@ -1,0 +1,1 @@
+"""Geometry ops on point clouds, meshes, voxels and cameras (no learnable parameters)."""
