@@ -34,6 +34,11 @@ test-all: $(STAMP)
 tour: $(STAMP)
 	$(PY) -m coursekit tour solutions --out build/tour
 
+# JupyterLab driven in headless Chromium (installs Debian's chromium and playwright when missing).
+test-browser: $(STAMP) tour
+	bash tools/install_browser.sh
+	$(PY) -m pytest tests/browser -m browser $(PYTEST_ARGS)
+
 release: $(STAMP)
 	$(PY) -m coursekit release solutions notebooks
 

@@ -62,13 +62,13 @@ def evaluate(name: str, fn: Callable, seed: int = 0) -> CheckResult:
     return compare(exercise, cases, run_answer(fn, cases))
 
 
-def check(name: str, fn: Callable, seed: int = 0) -> CheckResult:
+def check(name: str, fn: Callable, seed: int = 0) -> None:
     """Check a notebook answer: prints a pass line, or raises :class:`CheckFailure`."""
     result = evaluate(name, fn, seed)
     if not result.passed:
         raise CheckFailure(f"{name}: {result.message}")
-    print(f"\u2714 {name}: {result.message} ({result.points:g} points)")
-    return result
+    unit = "point" if result.points == 1 else "points"
+    print(f"\u2714 {name}: {result.message} ({result.points:g} {unit})")
 
 
 __all__ = ["Case", "CheckFailure", "CheckResult", "Exercise", "Mistake", "Outcome", "REGISTRY",

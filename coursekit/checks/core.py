@@ -21,6 +21,7 @@ Gradients: for cases that name ``grad`` arguments, the runner back-propagates
 from __future__ import annotations
 
 import ast
+import textwrap
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -254,7 +255,7 @@ def forbidden_uses(exercise: Exercise, source: str) -> list[str]:
     if not exercise.forbidden:
         return []
     try:
-        tree = ast.parse(source)
+        tree = ast.parse(textwrap.dedent(source))
     except SyntaxError:
         return []
     used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
