@@ -127,3 +127,32 @@ def test_zero_area_faces_are_never_drawn():
 def test_surface_sampling_rejects_bad_meshes(vertices, faces, match):
     with pytest.raises((ValueError, TypeError), match=match):
         sample_mesh_surface(vertices, faces, 5)
+
+
+def _covering_radius(points: torch.Tensor, centres: torch.Tensor) -> float:
+    """max over points of the distance to the nearest centre (the k-centre objective)."""
+    return torch.cdist(points, centres).amin(dim=1).max().item()
+
+
+def _optimal_covering_radius(points: torch.Tensor, k: int) -> float:
+    """Exact k-centre optimum over centre subsets of the points, by enumeration (tiny inputs only)."""
+    dist = torch.cdist(points, points)
+    subsets = torch.combinations(torch.arange(points.shape[0]), k)
+    return dist[:, subsets].amin(dim=-1).amax(dim=0).min().item()
+
+
+@pytest.mark.parametrize("grid, k", [((3, 3, 3), 3), ((4, 4, 1), 4), ((5, 3, 2), 4), ((4, 3, 2), 5)])
+def test_fps_covering_radius_within_twice_the_optimum_on_a_grid(grid, k):
+    axes = [torch.arange(n, dtype=torch.float64) * s for n, s in zip(grid, (1.0, 1.3, 0.7))]
+    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    optimum = _optimal_covering_radius(points, k)
+    for start in range(points.shape[0]):
+        idx = farthest_point_sample(points[None], k, start_idx=start)[0]
+        assert _covering_radius(points, points[idx]) <= 2 * optimum + 1e-12, f"start {start}"
+
+
+def test_covering_radius_bound_can_fail_for_a_poor_sampler():
+    # Control for the test above: the first k points of a grid cluster in one corner.
+    axes = [torch.arange(5, dtype=torch.float64)] * 3
+    points = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+    assert _covering_radius(points, points[:2]) > 2 * _optimal_covering_radius(points, 2)

@@ -381,7 +381,6 @@ def test_representative_class_in_one_run(course, tmp_path, no_new_processes):
     _assert_graded(out, cases)
 
 
-@pytest.mark.slow
 def test_every_attack_in_one_run(course, tmp_path, no_new_processes):
     _warn_without_bwrap()
     subs, out, cases = _class(tmp_path)
