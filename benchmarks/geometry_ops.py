@@ -31,12 +31,20 @@ try:
     import fpsample
 except ImportError:
     fpsample = None
+try:
+    from pykdtree.kdtree import KDTree as PyKDTree
+except ImportError:
+    PyKDTree = None
 
 
 # ------------------------------------------------------------------ peers
 
 def knn_scipy(points: np.ndarray, k: int):
     return cKDTree(points).query(points, k=k, workers=-1)
+
+
+def knn_pykdtree(points: np.ndarray, k: int):
+    return PyKDTree(points).query(points, k=k)
 
 
 def knn_torch_cdist(points: torch.Tensor, k: int):
@@ -90,6 +98,7 @@ def rows(sizes: list[int]):
 
         yield ("kNN k=16", f"{n // 1000}k self", lambda: knn(pts, pts, 16), [
             ("scipy cKDTree", lambda: knn_scipy(pts_np, 16)),
+            ("pykdtree", (lambda: knn_pykdtree(pts_np, 16)) if PyKDTree else "not installed"),
             ("torch cdist+topk", (lambda: knn_torch_cdist(pts, 16)) if brute_ok else None),
             ("coursekit torch path", (lambda: knn(pts, pts, 16, backend="torch")) if brute_ok else None),
         ], reps)
@@ -121,7 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [1_000, 10_000] if args.quick else [1_000, 10_000, 100_000]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, fpsample "
-          f"{'installed' if fpsample else 'not installed'}\n")
+          f"{'installed' if fpsample else 'not installed'}, pykdtree {'installed' if PyKDTree else 'not installed'}\n")
     print_peer_table(rows(sizes), "skipped (too slow)")
 
 

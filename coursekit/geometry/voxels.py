@@ -369,23 +369,27 @@ def _clip(poly: list, axis: int, bound: float, sign: int) -> list:
 
 def voxelize_mesh_solid(vertices: torch.Tensor, faces: torch.Tensor, resolution: int,
                         bounds: Bounds = (-1.0, 1.0)) -> torch.Tensor:
-    r"""Occupancy of the cells whose centre lies inside a closed (watertight) mesh, by ray parity.
+    r"""Occupancy of the cells whose centre lies inside a closed mesh, by the winding number along rays.
 
-    .. math::  O[d, h, w] = \left(\#\{f:\ \text{the ray from } (x_w, y_h, -\infty)
-               \text{ crosses } T_f \text{ below } z_d\}\right) \bmod 2
+    .. math::  w[d, h, w] = \sum_{f:\ \text{the ray from } (x_w, y_h, -\infty)
+               \text{ crosses } T_f \text{ below } z_d} -\operatorname{sign}(n_{f,z}),
+               \qquad O[d, h, w] = [\, w[d, h, w] \neq 0 \,]
 
     One ray along +z per ``(h, w)`` column of cell centres; a crossing is found with 2-D
-    edge functions in the xy-plane and its height by barycentric interpolation. Crossings
-    are accumulated per column and a cumulative sum along z gives the parity of every centre
-    at once. A ray through a shared edge or vertex is counted once: triangles are oriented
-    counter-clockwise in xy, each edge's edge function is computed from a canonical endpoint
-    order (so both triangles see the same number) and ties go to "top-left" edges, the
-    rasterisation fill rule (Pineda, SIGGRAPH 1988). Computed in float64.
+    edge functions in the xy-plane and its height by barycentric interpolation. Entering a
+    face (normal pointing down, towards the ray's origin) counts +1, leaving it -1, and a
+    cumulative sum along z gives the winding number of every centre at once. The non-zero
+    rule makes a union of overlapping closed parts (the world's objects are such unions)
+    solid where plain crossing parity would leave holes in the overlaps. A ray through a
+    shared edge or vertex is counted once: each edge's edge function is computed from a
+    canonical endpoint order (so both triangles see the same number) and ties go to
+    "top-left" edges, the rasterisation fill rule (Pineda, SIGGRAPH 1988). Float64.
 
     Args:
-        vertices: ``(V, 3)`` float positions of a closed mesh (for an open mesh parity is
-            meaningless).
-        faces: ``(F, 3)`` ``int64`` triangles (winding does not matter).
+        vertices: ``(V, 3)`` float positions of a closed mesh (for an open mesh the winding
+            number is meaningless).
+        faces: ``(F, 3)`` ``int64`` triangles, every part oriented the same way (all outward,
+            as trimesh builds them, or all inward: a global flip gives the same occupancy).
         resolution: cells per axis ``R``.
         bounds: ``(lo, hi)`` of the cube.
 
@@ -400,8 +404,9 @@ def voxelize_mesh_solid(vertices: torch.Tensor, faces: torch.Tensor, resolution:
     s = (hi - lo) / resolution
     tri = vertices.detach().cpu().double()[faces.cpu()]
     area2 = _edge(tri[:, 0, :2], tri[:, 1, :2], tri[:, 2, :2])
+    entering = torch.where(area2 < 0, 1, -1)[area2 != 0]  # normal z < 0: the +z ray enters the solid
     tri = torch.where((area2 < 0)[:, None, None], tri[:, [0, 2, 1]], tri)[area2 != 0]  # CCW in xy; drop vertical
-    # crossings[column, k] counts crossings just below centre k (k = R: above every centre)
+    # crossings[column, k] sums the signed crossings just below centre k (k = R: above every centre)
     crossings = torch.zeros(resolution * resolution, resolution + 1, dtype=torch.int64)
     for ids, cells in _triangle_candidates(tri, lo, s, resolution, axes=(1, 0)):  # (h, w) columns
         t = tri[ids]
@@ -415,10 +420,9 @@ def voxelize_mesh_solid(vertices: torch.Tensor, faces: torch.Tensor, resolution:
         z = sum(w * t[:, i, 2] for i, w in enumerate(weights)) / sum(weights)
         above = torch.floor((z - lo) / s - 0.5).long().add(1).clamp(0, resolution)  # first centre above the hit
         column = cells[:, 0] * resolution + cells[:, 1]
-        crossings.index_put_((column[inside], above[inside]), torch.ones(int(inside.sum()), dtype=torch.int64),
-                             accumulate=True)
-    parity = crossings.cumsum(1)[:, :resolution] % 2
-    occupancy = parity.view(resolution, resolution, resolution).permute(2, 0, 1)  # (h, w, d) -> (d, h, w)
+        crossings.index_put_((column[inside], above[inside]), entering[ids][inside], accumulate=True)
+    winding = crossings.cumsum(1)[:, :resolution]
+    occupancy = (winding != 0).view(resolution, resolution, resolution).permute(2, 0, 1)  # (h, w, d) -> (d, h, w)
     return occupancy.reshape(1, 1, resolution, resolution, resolution).to(vertices.dtype).to(vertices.device)
 
 
