@@ -12,7 +12,7 @@ through :class:`~coursekit.nn.octree_conv.OctreeBatch`, :mod:`~coursekit.geometr
 :mod:`~coursekit.geometry.spherical`, :mod:`~coursekit.geometry.graphs`,
 :mod:`~coursekit.geometry.camera`); the one op of their own is :func:`point_views`, a z-buffered
 splat of the points into MVCNN's cameras (the mesh renderer,
-:func:`coursekit.models.mvcnn.render_views`, needs a mesh, which a perturbed point cloud is not).
+:func:`coursekit.geometry.render.render_views`, needs a mesh, which a perturbed point cloud is not).
 
 Convention
     Clouds are ``(B, N, 3)`` in the unit ball, ``+y`` up (the world's and the camera module's
@@ -26,7 +26,8 @@ import math
 
 import torch
 
-from ..geometry.camera import dodecahedron_cameras, fov_intrinsics, project, ring_cameras
+from ..geometry.camera import project
+from ..geometry.render import view_rig
 from ..geometry.graphs import knn_graph as _knn_graph
 from ..geometry.spherical import spherical_function_points
 from ..geometry.validate import check_points
@@ -253,26 +254,19 @@ def point_views(points: torch.Tensor, n_views: int = 12, size: int = 32, layout:
         layout: ``"ring"`` (:func:`~coursekit.geometry.camera.ring_cameras`, ``elevation_deg``
             above the horizon) or ``"dodecahedron"``.
         elevation_deg, distance, fov_deg: camera placement and field of view (those of
-            :func:`coursekit.models.mvcnn.render_views`).
+            :func:`coursekit.geometry.render.render_views`).
         splat: odd side of the max filter in pixels (1: single pixels).
 
     Returns:
         ``(B, n_views, 1, size, size)`` in ``[0, 1]``.
     """
     check_points(points)
-    if layout == "ring":
-        R, t = ring_cameras(n_views, elevation_deg, distance)
-    elif layout == "dodecahedron":
-        if n_views != 20:
-            raise ValueError(f"the dodecahedron layout has 20 cameras, got n_views={n_views}")
-        R, t = dodecahedron_cameras(distance)
-    else:
-        raise ValueError(f"layout must be 'ring' or 'dodecahedron', got {layout!r}")
+    K, R, t = view_rig(n_views, size, layout, elevation_deg, distance, fov_deg)
     if isinstance(splat, bool) or not isinstance(splat, int) or splat < 1 or splat % 2 == 0:
         raise ValueError(f"splat must be an odd positive int, got {splat!r}")
     B, N, _ = points.shape
     V = n_views
-    K = fov_intrinsics(fov_deg, (size, size)).expand(V, 3, 3).to(points)
+    K = K.to(points)
     R, t = R.to(points), t.to(points)
     flat = points.reshape(1, B * N, 3).expand(V, -1, -1)
     uv, depth = project(flat, K, R, t)  # (V, B*N, 2), (V, B*N)

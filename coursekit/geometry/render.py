@@ -34,10 +34,11 @@ from __future__ import annotations
 
 import torch
 
-from .camera import _check_extrinsics, _check_matrices, perspective, world_to_camera
+from .camera import (_check_extrinsics, _check_matrices, dodecahedron_cameras, fov_intrinsics, perspective, ring_cameras,
+                     world_to_camera)
 from .validate import check_mesh
 
-__all__ = ["render_mesh"]
+__all__ = ["render_mesh", "view_rig", "grey_on_white", "render_views"]
 
 _NO_HIT = torch.iinfo(torch.int64).max
 
@@ -208,3 +209,62 @@ def render_mesh(
         "face_index": face_index.reshape(B, H, W),
         "rgb": rgb.reshape(B, H, W, 3).permute(0, 3, 1, 2),
     }
+
+
+def view_rig(n_views: int = 12, size: int = 64, layout: str = "ring", elevation_deg: float = 30.0,
+             distance: float = 2.5, fov_deg: float = 50.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    r"""MVCNN's virtual cameras around an object in the unit ball: ``(K, R, t)``.
+
+    Args:
+        n_views: cameras (``"ring"``: any number, MVCNN uses 12; ``"dodecahedron"``: 20).
+        size: image side in pixels.
+        layout: ``"ring"`` (azimuth steps of ``360 / n_views`` at ``elevation_deg``) or
+            ``"dodecahedron"`` (the 20 vertices of a regular dodecahedron).
+        elevation_deg, distance, fov_deg: camera placement and field of view.
+
+    Returns:
+        ``K (V, 3, 3)``, ``R (V, 3, 3)``, ``t (V, 3)``.
+    """
+    if layout == "ring":
+        R, t = ring_cameras(n_views, elevation_deg, distance)
+    elif layout == "dodecahedron":
+        if n_views != 20:
+            raise ValueError(f"the dodecahedron layout has 20 cameras, got n_views={n_views}")
+        R, t = dodecahedron_cameras(distance)
+    else:
+        raise ValueError(f"layout must be 'ring' or 'dodecahedron', got {layout!r}")
+    K = fov_intrinsics(fov_deg, (size, size)).expand(n_views, 3, 3).contiguous()
+    return K, R, t
+
+
+def grey_on_white(rendered: dict[str, torch.Tensor]) -> torch.Tensor:
+    r"""The grey shaded image of a :func:`render_mesh` result on a white background.
+
+    .. math::  I = \text{rgb}_0 \ \text{on the mesh}, \quad 1 \ \text{elsewhere}
+
+    Returns:
+        ``(V, 1, H, W)`` in ``[0, 1]``.
+    """
+    return rendered["rgb"][:, :1] + (~rendered["mask"][:, None]).to(rendered["rgb"].dtype)
+
+
+def render_views(vertices: torch.Tensor, faces: torch.Tensor, n_views: int = 12, size: int = 64,
+                 layout: str = "ring", elevation_deg: float = 30.0, distance: float = 2.5,
+                 fov_deg: float = 50.0) -> torch.Tensor:
+    r"""Grey shaded renders of a mesh from MVCNN's cameras, white background.
+
+    .. math::  I_v = \text{albedo}\,\big(a + (1 - a)\,|n \cdot l_v|\big)\ \text{on the mesh}, \quad 1 \text{ elsewhere}
+
+    Same images as :func:`~coursekit.data.world.datasets.make_multiview_split` (ring layout):
+    :func:`render_mesh` with a headlight per camera, on :func:`view_rig`'s cameras.
+
+    Args:
+        vertices: ``(V, 3)`` mesh in the unit ball (``+y`` up).
+        faces: ``(F, 3)`` ``int64``.
+        n_views, size, layout, elevation_deg, distance, fov_deg: the cameras, as in :func:`view_rig`.
+
+    Returns:
+        ``(n_views, 1, size, size)`` in ``[0, 1]``.
+    """
+    K, R, t = view_rig(n_views, size, layout, elevation_deg, distance, fov_deg)
+    return grey_on_white(render_mesh(vertices, faces, K, R, t, (size, size)))

@@ -7,7 +7,7 @@ pooling (element-wise max, :mod:`coursekit.nn.view_pooling`); pass the pooled fe
 CNN_2 to the class scores.
 
 **Kept**: 12 cameras on a ring 30 degrees above the horizon or 20 on the vertices of a
-dodecahedron (:func:`render_views`, the paper's two setups; its 80 views are these 20 with 4
+dodecahedron (:func:`~coursekit.geometry.render.render_views`, the paper's two setups; its 80 views are these 20 with 4
 in-plane rotations each); one CNN_1 shared by all views; view pooling after the last
 convolution, before the fully connected layers (the paper pools after conv5); CNN_2 = FC -
 ReLU - dropout - FC. The baseline :class:`SingleViewCNN` is the same network without view
@@ -32,8 +32,7 @@ import torch
 from torch import nn
 
 from .. import runtime
-from ..geometry.camera import dodecahedron_cameras, fov_intrinsics, ring_cameras
-from ..geometry.render import render_mesh
+from ..geometry.render import render_views  # noqa: F401  (re-exported: the views MVCNN takes)
 from ..nn.view_pooling import ViewPooling
 
 #: Sizes per runtime profile: views, image side, base width, hidden FC units.
@@ -42,41 +41,6 @@ SIZES = {
     "cpu": dict(views=12, image_size=64, width=8, hidden=128),
     "gpu": dict(views=12, image_size=128, width=32, hidden=512),
 }
-
-
-def render_views(vertices: torch.Tensor, faces: torch.Tensor, n_views: int = 12, size: int = 64,
-                 layout: str = "ring", elevation_deg: float = 30.0, distance: float = 2.5,
-                 fov_deg: float = 50.0) -> torch.Tensor:
-    r"""Grey shaded renders of a mesh from MVCNN's cameras, white background.
-
-    .. math::  I_v = \text{albedo}\,\big(a + (1 - a)\,|n \cdot l_v|\big)\ \text{on the mesh}, \quad 1 \text{ elsewhere}
-
-    Same images as :func:`~coursekit.data.world.datasets.make_multiview_split` (ring layout):
-    :func:`~coursekit.geometry.render.render_mesh` with a headlight per camera.
-
-    Args:
-        vertices: ``(V, 3)`` mesh in the unit ball (``+y`` up).
-        faces: ``(F, 3)`` ``int64``.
-        n_views: cameras (``"ring"``: any number, MVCNN uses 12; ``"dodecahedron"``: 20).
-        size: image side in pixels.
-        layout: ``"ring"`` (azimuth steps of ``360 / n_views`` at ``elevation_deg``) or
-            ``"dodecahedron"`` (the 20 vertices of a regular dodecahedron).
-        elevation_deg, distance, fov_deg: camera placement and field of view.
-
-    Returns:
-        ``(n_views, 1, size, size)`` in ``[0, 1]``.
-    """
-    if layout == "ring":
-        R, t = ring_cameras(n_views, elevation_deg, distance)
-    elif layout == "dodecahedron":
-        if n_views != 20:
-            raise ValueError(f"the dodecahedron layout has 20 cameras, got n_views={n_views}")
-        R, t = dodecahedron_cameras(distance)
-    else:
-        raise ValueError(f"layout must be 'ring' or 'dodecahedron', got {layout!r}")
-    K = fov_intrinsics(fov_deg, (size, size)).expand(n_views, 3, 3)
-    out = render_mesh(vertices, faces, K, R, t, (size, size))
-    return out["rgb"][:, :1] + (~out["mask"][:, None]).to(out["rgb"].dtype)
 
 
 def _check_views(views: torch.Tensor, in_channels: int, image_size: int) -> None:

@@ -165,7 +165,7 @@ def distorted_mnist_table(images: torch.Tensor, labels: torch.Tensor, *,
         test: a separate ``(images, labels)`` test set (e.g. MNIST's ``t10k`` when training on
             ``train``); default: split ``images`` into ``n_train`` / ``n_test`` digits.
         device: default :func:`coursekit.runtime.device`; data are distorted there, batched.
-        progress: ``tqdm`` bars (one over the cells, and the training bars).
+        progress: one ``tqdm`` bar over the cells (the cell in training is its postfix).
         keep_models: keep the trained models in the result (moved to the CPU).
 
     Returns:
@@ -208,8 +208,7 @@ def distorted_mnist_table(images: torch.Tensor, labels: torch.Tensor, *,
         test_data = batches(x, y, batch_size=1024)
         for name in models:
             cells.set_postfix_str(f"{name} on {kind}")
-            model, secs = train_cell(name, kind, train_x, train_y, sizes=sizes, seed=seed, device=device,
-                                     progress=progress)
+            model, secs = train_cell(name, kind, train_x, train_y, sizes=sizes, seed=seed, device=device)
             result = evaluate(model, test_data, loss_fn=F.cross_entropy, device=device)
             error[name][kind] = 100.0 * (1.0 - result["accuracy"])
             seconds[name][kind] = secs

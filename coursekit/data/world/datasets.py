@@ -32,8 +32,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from coursekit.geometry.camera import fov_intrinsics, look_at, pixel_grid, ring_cameras, unproject
-from coursekit.geometry.render import render_mesh
+from coursekit.geometry.camera import fov_intrinsics, look_at, pixel_grid, unproject
+from coursekit.geometry.render import grey_on_white, render_mesh, view_rig
 
 from .scenes import FURNITURE, SCENE_CLASSES, Scene, make_scene
 from .shapes import CLASSES, GENERATOR_VERSION, PART_NAMES, Shape, make_shape
@@ -457,8 +457,7 @@ def make_multiview_split(
     """
     classes = _check_classes(classes)
     rotation = _rotation_mode(rotate)
-    R, t = ring_cameras(n_views, elevation_deg, distance)
-    K = fov_intrinsics(fov_deg, (image_size, image_size)).expand(n_views, 3, 3).contiguous()
+    K, R, t = view_rig(n_views, image_size, "ring", elevation_deg, distance, fov_deg)
     out = []
     for split, per_class in (("train", n_train_per_class), ("test", n_test_per_class)):
 
@@ -469,7 +468,7 @@ def make_multiview_split(
                 g = torch.Generator().manual_seed(sample_seed(seed, split, name, i))
                 shape = make_shape(name, g, rotation=rotation)
                 r = render_mesh(shape.vertices, shape.faces, K, R, t, (image_size, image_size))
-                images.append(r["rgb"][:, :1] + (~r["mask"][:, None]).float())
+                images.append(grey_on_white(r))
                 depths.append(r["depth"])
                 labels.append(classes.index(name))
             size = (0, n_views, image_size, image_size)
