@@ -4,6 +4,7 @@
     coursekit execute NOTEBOOK... [--profile fast] [--inplace | --out DIR]
     coursekit tour SOLUTIONS_DIR [--out build/tour] [--profile fast]
     coursekit grade PATH --assignment NAME [--out DIR] [--workers N] [--timeout S] [--regrade]
+    coursekit fpd-weights [--out PATH]
 
 Heavy modules are imported inside each command, so ``--help`` is instant.
 """
@@ -68,6 +69,14 @@ def _grade(args: argparse.Namespace) -> int:
     return int(grade_command(args.path, **options) or 0)
 
 
+def _fpd_weights(args: argparse.Namespace) -> int:
+    from .metrics.fpd_features import WEIGHTS_FILE, build_weights
+
+    report = build_weights(args.out or WEIGHTS_FILE, progress=True)
+    print(f"wrote {report['path']} ({report['parameters']} parameters, train accuracy {report['train_accuracy']:.3f})")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
     top = argparse.ArgumentParser(prog="coursekit", description="Course notebooks for STNs and 3D deep learning.")
@@ -106,6 +115,10 @@ def parser() -> argparse.ArgumentParser:
                    help="seconds allowed per cell and per exercise (the whole notebook gets 10x)")
     p.add_argument("--regrade", action="store_true", help="grade again submissions already graded")
     p.set_defaults(run=_grade)
+
+    p = sub.add_parser("fpd-weights", help="rebuild the FPD PointNet state file deterministically")
+    p.add_argument("--out", metavar="PATH", help="where to write it (default: the packaged fpd_pointnet.pt)")
+    p.set_defaults(run=_fpd_weights)
     return top
 
 

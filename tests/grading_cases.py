@@ -196,7 +196,7 @@ def submissions(out: Path, private: list[str], sandboxed: bool) -> dict[str, tup
                         Expected(1, 0, "kernel died", {"": ["SIGKILL"]})),
         "megabytes": (hw_a(middle="for _ in range(400):\n    print('x' * 10000)"),
                       Expected(1, 2, "too much output", {"": ["MiB"]})),
-        "memory": (hw_a(middle="big = torch.ones(3 * 2**30, dtype=torch.uint8)"),
+        "memory": (hw_a(middle="big = torch.ones(6 * 2**30, dtype=torch.uint8)"),
                    Expected(1, 0, "out of memory", {"": ["out of memory"]})),
         "invalid_json": (b'{"cells": [{"cell_type": "code", "source": "1"', Expected(0, 0, "invalid notebook")),
         "non_utf8": (hw_a().replace(b"print('done')", b"print('d\xe9j\xe0')"),

@@ -92,7 +92,7 @@ class Limits:
 
     cell: float = 120.0
     notebook: float = 1200.0
-    memory: int = 2 << 30
+    memory: int = 4 << 30
     output: int = 1 << 20
     file_size: int = 256 << 20
     startup: float = 120.0
