@@ -1,0 +1,75 @@
+r"""GC-Net (Kendall et al., ICCV 2017): stereo on a rectified pair with a concatenation cost volume and soft argmin.
+
+1. Shared 2D features of the left and right images (:class:`~coursekit.models.mvs.mvsnet.FeatureNet`,
+   down-sampled by ``stride``; the paper: a 5x5 stride-2 conv and residual blocks).
+2. **Concatenation cost volume** over disparities (view-aligned: the left image's pixel grid),
+   :func:`~coursekit.models.mvs.cost_volume.concat_cost_volume`: unlike a distance it keeps the
+   features, so the 3D network can learn the matching metric.
+3. **3D convolutional regularisation** (the 3D U-Net :class:`~coursekit.models.mvs.mvsnet.CostRegularization`),
+   then up-sampling of the cost to the full disparity range and image size (the paper: a
+   transposed 3D convolution; here trilinear).
+4. **Differentiable soft argmin** over the disparities, exactly as the slide writes it:
+
+   .. math::  \text{soft argmin} := \sum_{d=0}^{D_{max}} d \times \sigma(-c_d)
+
+   giving **sub-pixel** disparities (a hard argmin is stuck on the integer grid).
+
+Loss: mean absolute disparity error over valid pixels (the paper's supervised L1).
+Depth from disparity on a rectified pair: :math:`z = f_x b / \text{disparity}`.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cost_volume import concat_cost_volume, hard_argmin, soft_argmin
+from .mvsnet import CostRegularization, FeatureNet
+
+__all__ = ["GCNet", "disparity_l1_loss", "disparity_to_depth"]
+
+
+class GCNet(nn.Module):
+    """GC-Net on rectified pairs (module docstring).
+
+    Args:
+        max_disparity: disparities ``0 .. D - 1`` at full resolution (``D`` divisible by ``4 * stride``).
+        channels: feature channels; stride: feature down-sampling; base: 3D U-Net width.
+
+    ``forward(left (B, 3, H, W), right (B, 3, H, W))`` -> dict ``disparity`` ``(B, H, W)`` (soft
+    argmin), ``hard`` ``(B, H, W)`` (hard argmin of the same costs), ``cost`` ``(B, D, H, W)``.
+    """
+
+    def __init__(self, max_disparity: int = 32, channels: int = 16, stride: int = 2, base: int = 8):
+        super().__init__()
+        if max_disparity % (4 * stride):
+            raise ValueError(f"max_disparity must be divisible by 4 * stride = {4 * stride}, got {max_disparity}")
+        self.features = FeatureNet(channels, stride)
+        self.regularization = CostRegularization(2 * channels, base)
+        self.max_disparity, self.stride = max_disparity, stride
+
+    def forward(self, left: torch.Tensor, right: torch.Tensor) -> dict:
+        B, _, H, W = left.shape
+        f = self.features(torch.cat([left, right]))
+        volume = concat_cost_volume(f[:B], f[B:], self.max_disparity // self.stride)
+        cost = self.regularization(volume)
+        cost = F.interpolate(cost.unsqueeze(1), size=(self.max_disparity, H, W), mode="trilinear", align_corners=False)[:, 0]
+        values = torch.arange(self.max_disparity, dtype=cost.dtype, device=cost.device)
+        return {"disparity": soft_argmin(cost, values), "hard": hard_argmin(cost, values), "cost": cost}
+
+
+def disparity_l1_loss(output: dict, disparity_gt: torch.Tensor) -> torch.Tensor:
+    r"""GC-Net's loss :math:`\frac{1}{|P|}\sum_{p \in P} |\hat d_p - d_p|` over pixels with ground truth (``> 0``)."""
+    valid = disparity_gt > 0
+    return ((output["disparity"] - disparity_gt).abs() * valid).sum() / valid.sum().clamp_min(1)
+
+
+def disparity_to_depth(disparity: torch.Tensor, fx: torch.Tensor, baseline: float, min_disparity: float = 0.5) -> torch.Tensor:
+    r"""Depth of a rectified pair, :math:`z = f_x b / d`; ``0`` (no depth) where ``d < min_disparity``.
+
+    Args:
+        disparity: ``(B, H, W)``; fx: ``(B,)`` focal lengths in pixels; baseline: in world units.
+    """
+    fx = torch.as_tensor(fx, dtype=disparity.dtype)[:, None, None]
+    return torch.where(disparity >= min_disparity, fx * baseline / disparity.clamp_min(min_disparity), torch.zeros_like(disparity))

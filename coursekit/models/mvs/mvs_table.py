@@ -1,0 +1,401 @@
+r"""The DTU table of the lecture ("Results on DTU benchmark"), computed on the procedural MVS scenes.
+
+Every method reconstructs the same held-out scenes of :func:`coursekit.data.mvs.make_mvs_scenes`
+(GC-Net: rectified pairs of the same scenes from :func:`~coursekit.data.mvs.make_stereo_pairs`,
+left cameras on the same sector). Depth maps of all views are fused
+(:func:`coursekit.geometry.depth_fusion.fuse_depth_maps`, the same filters for every method:
+at least ``min_views`` geometrically consistent sources with agreeing colours) and scored with
+the DTU protocol (:func:`coursekit.metrics.dtu.dtu_metrics`): accuracy, completeness,
+overall, f-score at ``tau``, with DTU's official 20 mm outlier cut-off, in millimetres (the
+scenes are in metres). The columns follow the seed's table:
+
+``Method | Acc. | Comp. | Overall | f-score | Depth Map Res. | Depth Interval | Mem. | Runtime``
+
+*Mem.* is the peak tensor memory of one reference view's inference
+(:func:`~coursekit.models.mvs.memory.peak_tensor_memory`, not the GPU allocator's figure the
+papers quote); *Runtime* the wall time per reference view on the machine at hand.
+The published rows (:data:`PUBLISHED`) are real DTU numbers at 1600x1200 input; ours are
+small renders, so compare the *ordering and the trade-offs*, not the values.
+
+Sizes come from :data:`SIZES` via :func:`coursekit.runtime.pick`: ``fast`` (CI: a few
+training steps, to exercise the code), ``cpu`` (each learned method trains for at most
+``train_seconds``, <= 10 minutes on 2 cores), ``gpu`` (larger images, more planes; 150 s per
+method so that the whole table fits a 10-minute accelerator run).
+
+Point-MVSNet (:mod:`coursekit.models.mvs.point_mvsnet`) is included when importable: it
+refines the trained (frozen) MVSNet's depth maps with PointFlow (:data:`POINT_MVSNET_SCHEDULE`:
+two iterations at full image resolution, at the plane interval and at half of it; the paper
+starts from a 1/8-resolution MVSNet and up-samples, but here MVSNet's refined full-resolution
+map is the better start), trained with its own loss in the same budget.
+
+MVSNet and R-MVSNet up-sample their cost-volume depth to the image size and refine it with
+the reference image (``full_resolution`` / ``refine``), so every depth-map method is fused at
+the same resolution; their fusion also applies MVSNet's probability filter (probability map
+``> conf_thresh`` of :data:`SIZES`; the plane sweep's and Point-MVSNet's confidences are not
+probabilities and are not filtered). Training budgets are process **CPU** seconds
+(:func:`train_steps`). The voxel methods
+(SurfaceNet, LSM) and BA-Net's LM layer do not produce per-view depth maps; their limits are
+measured by their own modules (``quantization_error``, ``resolution_limit``, the LM layer
+against SciPy) and shown in the notebook next to this table.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ... import runtime
+from ...data.mvs import MVSSamples, make_mvs_scenes, make_stereo_pairs, MVSScene
+from ...geometry.depth_fusion import fuse_depth_maps
+from ...geometry.homography import scale_intrinsics
+from ...metrics.dtu import depth_metrics, dtu_metrics, nearest_distances
+from ...data.world.datasets import sample_seed
+from .gcnet import GCNet, disparity_l1_loss, disparity_to_depth
+from .memory import peak_tensor_memory
+from .mvsnet import MVSNet, depth_l1_loss, resize_depth
+from .plane_sweep import PlaneSweep
+from .rmvsnet import RMVSNet, depth_cross_entropy
+
+__all__ = ["SIZES", "PUBLISHED", "COLUMNS", "MethodResult", "train_steps", "evaluate_depth_method",
+           "evaluate_stereo_method", "run_mvs_table", "format_table", "METHODS",
+           "POINT_MVSNET_SCHEDULE"]
+
+SIZES = {
+    "fast": dict(size=(32, 48), n_views=5, n_train=2, n_test=1, n_depths=16, n_src=2, batch=2, steps=25,
+                 train_seconds=20.0, max_disparity=16, baseline=0.2, lr=2e-3, tau=0.01, conf_thresh=0.5),
+    "cpu": dict(size=(64, 80), n_views=7, n_train=24, n_test=3, n_depths=32, n_src=2, batch=2, steps=4000,
+                train_seconds=480.0, max_disparity=32, baseline=0.2, lr=2e-3, tau=0.01, conf_thresh=0.8),
+    "gpu": dict(size=(128, 160), n_views=7, n_train=96, n_test=5, n_depths=64, n_src=3, batch=4, steps=6000,
+                train_seconds=150.0, max_disparity=64, baseline=0.2, lr=1e-3, tau=0.005, conf_thresh=0.8),
+}
+"""Sizes per profile: image ``size (H, W)``, views per scene, train/test scenes, depth planes ``D``,
+sources per reference, batch, training ``steps`` and ``train_seconds`` (whichever ends first),
+GC-Net's ``max_disparity`` and stereo ``baseline`` (m), learning rate, f-score threshold ``tau`` (m),
+the probability filter ``conf_thresh`` of MVSNet's and R-MVSNet's fusion (MVSNet's 0.8; 0.5 in ``fast``,
+whose barely trained networks are less peaked; with 32 planes over these scenes' depth range the trained
+networks' probability maps pass 0.8 almost everywhere, so the filter changes the ``cpu`` scores by < 0.1 mm)."""
+
+COLUMNS = ("Method", "Acc. (mm)", "Comp. (mm)", "Overall (mm)", "f-score (%)", "Depth Map Res.",
+           "Depth Interval (mm)", "Mem. (MB)", "Runtime (s)")
+
+PUBLISHED = (
+    # the slide (Point-MVSNet paper, Table on DTU): f-score at 0.5 mm, GPU memory, runtime
+    {"Method": "Point-MVSNet iter. - [slide]", "Acc. (mm)": 0.693, "Comp. (mm)": 0.758, "Overall (mm)": 0.726,
+     "f-score (%)": 47.95, "Depth Map Res.": "160x120", "Depth Interval (mm)": 5.30, "Mem. (MB)": 7219, "Runtime (s)": 0.34},
+    {"Method": "Point-MVSNet iter. 3 [slide]", "Acc. (mm)": 0.361, "Comp. (mm)": 0.421, "Overall (mm)": 0.391,
+     "f-score (%)": 84.27, "Depth Map Res.": "640x480", "Depth Interval (mm)": 0.80, "Mem. (MB)": 8731, "Runtime (s)": 3.35},
+    {"Method": "MVSNet [slide]", "Acc. (mm)": 0.456, "Comp. (mm)": 0.646, "Overall (mm)": 0.551,
+     "f-score (%)": 71.60, "Depth Map Res.": "288x216", "Depth Interval (mm)": 2.65, "Mem. (MB)": 10805, "Runtime (s)": 1.05},
+    # REFERENCES.md, "Multi-view stereo, DTU evaluation set" (acc / comp / overall only)
+    {"Method": "Gipuma [refs]", "Acc. (mm)": 0.283, "Comp. (mm)": 0.873, "Overall (mm)": 0.578},
+    {"Method": "MVSNet D=256 [refs]", "Acc. (mm)": 0.396, "Comp. (mm)": 0.527, "Overall (mm)": 0.462},
+    {"Method": "R-MVSNet D=512 [refs]", "Acc. (mm)": 0.383, "Comp. (mm)": 0.452, "Overall (mm)": 0.417},
+    {"Method": "Point-MVSNet [refs]", "Acc. (mm)": 0.342, "Comp. (mm)": 0.411, "Overall (mm)": 0.376},
+)
+"""Published DTU rows: the slide's table (Point-MVSNet paper) and REFERENCES.md's transcriptions."""
+
+
+@dataclass
+class MethodResult:
+    """One method's evaluation: the table row, and what the notebook plots.
+
+    Attributes:
+        row: the table row (:data:`COLUMNS` keys, plus ``abs depth (mm)``, the depth maps' mean absolute
+            error on the objects, and ``% < 2 interv.``, the share of those pixels within two depth intervals).
+        depths: per test scene, ``(V, h, w)`` predicted depth maps.
+        fused: per test scene, the fused points ``(N, 3)`` inside the evaluation box.
+        errors: per test scene, ``(N,)`` each fused point's distance to the ground truth (m).
+    """
+
+    row: dict
+    depths: list = field(default_factory=list)
+    fused: list = field(default_factory=list)
+    errors: list = field(default_factory=list)
+
+
+def _as_tuple(batch: dict) -> tuple:
+    return batch["images"], batch["K"], batch["R"], batch["t"], batch["depth_values"]
+
+
+def train_steps(model: torch.nn.Module, loader, loss_fn: Callable, *, steps: int, seconds: float, lr: float,
+                inputs: Callable = _as_tuple, target: str = "depth", desc: str = "train", progress: bool = True) -> list[float]:
+    """Adam on ``loss_fn(model(*inputs(batch)), batch[target])`` for ``steps`` steps or ``seconds``, whichever ends first.
+
+    ``seconds`` is this process's **CPU time** (``time.process_time``), not wall time: on a
+    shared machine the budget then buys the same training as on idle cores (with
+    ``OMP_NUM_THREADS=1``, exactly one idle core's wall time; with more threads it is stricter).
+    On an accelerator the host's CPU time is a lower bound of the wall time, so the ``gpu``
+    profile's budget is still a cap.
+
+    Returns:
+        the per-step losses.
+    """
+    device = runtime.device()
+    model.to(device).train()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses, start = [], time.process_time()
+    bar = tqdm(total=steps, desc=desc, leave=False, disable=not progress)
+    while len(losses) < steps and time.process_time() - start < seconds:
+        for batch in loader:
+            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            loss = loss_fn(model(*inputs(batch)), batch[target])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+            bar.update()
+            if len(losses) >= steps or time.process_time() - start >= seconds:
+                break
+    bar.close()
+    model.eval()
+    return losses
+
+
+def _fuse_and_score(depths, K, R, t, images, pairs, gt_points, tau, stride_K, confidence=None,
+                    conf_thresh: float = 0.0) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """Fuse ``(V, h, w)`` depths (cameras scaled to ``(h, w)``) and score against ``gt_points``
+    (with ``confidence`` ``(V, h, w)``: only pixels above ``conf_thresh``).
+
+    Returns the metrics, and the fused points inside the evaluation box (the ground truth's
+    bounding box grown by 5 cm, standing in for DTU's observability mask) with their distances
+    to the ground truth."""
+    Ks = scale_intrinsics(K, 1 / stride_K)
+    small = torch.nn.functional.interpolate(images, size=depths.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
+    fused = fuse_depth_maps(depths, Ks, R, t, images=small, pairs=pairs, min_views=2, photo_thresh=0.15,
+                            confidence=confidence, conf_thresh=conf_thresh)
+    pts = fused["points"]
+    lo, hi = gt_points.amin(0) - 0.05, gt_points.amax(0) + 0.05
+    metrics = dtu_metrics(pts, gt_points, tau=tau, max_dist=0.02, region=(lo, hi))
+    pts = pts[((pts >= lo) & (pts <= hi)).all(-1)]
+    err = nearest_distances(pts, gt_points) if pts.shape[0] else torch.zeros(0)
+    return metrics, pts, err
+
+
+def _row(name: str, scores: list[dict], depth_scores: list[dict], res: str, interval_m: float, mem_bytes: float,
+         seconds: float) -> dict:
+    def mean(key, src):
+        vals = [s[key] for s in src if not math.isnan(s[key])]
+        return sum(vals) / len(vals) if vals else math.nan
+
+    return {"Method": name, "Acc. (mm)": 1000 * mean("acc", scores), "Comp. (mm)": 1000 * mean("comp", scores),
+            "Overall (mm)": 1000 * mean("overall", scores), "f-score (%)": mean("fscore", scores),
+            "Depth Map Res.": res, "Depth Interval (mm)": 1000 * interval_m, "Mem. (MB)": mem_bytes / 2 ** 20,
+            "Runtime (s)": seconds, "abs depth (mm)": 1000 * mean("abs", depth_scores),
+            "% < 2 interv.": mean("within", depth_scores)}
+
+
+def _depth_scores(depths: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, threshold: float) -> dict:
+    """Depth-map abs error and % within ``threshold`` on the evaluated (masked) pixels."""
+    m = depth_metrics(depths, gt, mask, thresholds=(threshold,))
+    return {"abs": m["abs"], "within": m[f"within_{threshold:g}"]}
+
+
+@torch.no_grad()
+def evaluate_depth_method(name: str, predict: Callable, scenes: list[MVSScene], n_src: int, n_depths: int,
+                          tau: float, progress: bool = True, conf_thresh: float | None = None) -> MethodResult:
+    """Run a depth-map method on every view of every scene, fuse, and score (module docstring).
+
+    Args:
+        name: the row's label.
+        predict: ``(images (1, 1+S, 3, H, W), K, R, t, depth_values (1, D)) -> dict(depth (1, h, w))``.
+        scenes: test scenes; n_src: sources per reference; n_depths: planes ``D``.
+        tau: f-score threshold (m).
+        conf_thresh: if given, fusion also keeps only pixels whose ``confidence`` (the method's
+            probability map) exceeds it (MVSNet's photometric filter).
+
+    Returns:
+        the :class:`MethodResult`.
+    """
+    device = runtime.device()
+    result, scores, depth_scores, mem, seconds, n_calls, res = MethodResult({}), [], [], 0.0, 0.0, 0, ""
+    for scene in tqdm(scenes, desc=name, leave=False, disable=not progress):
+        data = MVSSamples([scene], n_src=n_src, n_depths=n_depths)
+        depths, confidences = [], []
+        for v in range(len(scene)):
+            s = data[v]
+            args = tuple(s[k][None].to(device) for k in ("images", "K", "R", "t", "depth_values"))
+            start = time.perf_counter()
+            if n_calls == 0:
+                out, mem = peak_tensor_memory(lambda: predict(*args))
+            else:
+                out = predict(*args)
+            seconds += time.perf_counter() - start
+            n_calls += 1
+            depths.append(out["depth"][0].cpu())
+            confidences.append(out["confidence"][0].cpu() if conf_thresh is not None else None)
+        depths = torch.stack(depths)
+        confidence = torch.stack(confidences) if conf_thresh is not None else None
+        h, w = depths.shape[-2:]
+        res = f"{w}x{h}"
+        stride = scene.size[1] / w
+        depth_scores.append(_depth_scores(depths, resize_depth(scene.depth, (h, w)), resize_depth(scene.mask.float(), (h, w)) > 0,
+                                          2 * (scene.depth_range[1] - scene.depth_range[0]) / (n_depths - 1)))
+        metrics, pts, err = _fuse_and_score(depths, scene.K, scene.R, scene.t, scene.images, scene.pairs, scene.points,
+                                            tau, stride, confidence, conf_thresh or 0.0)
+        scores.append(metrics)
+        result.depths.append(depths), result.fused.append(pts), result.errors.append(err)
+    interval = sum((s.depth_range[1] - s.depth_range[0]) / (n_depths - 1) for s in scenes) / len(scenes)
+    result.row = _row(name, scores, depth_scores, res, interval, mem, seconds / max(n_calls, 1))
+    return result
+
+
+@torch.no_grad()
+def evaluate_stereo_method(name: str, model: GCNet, pairs: list[dict], tau: float, progress: bool = True) -> MethodResult:
+    """GC-Net's row: disparity on every rectified pair, depth :math:`f b / d`, fusion over the left views, DTU scores.
+
+    Its *Depth Interval* is the depth step of one pixel of disparity at the mean object depth,
+    :math:`z^2 / (f_x b)` (a stereo network's hypotheses are disparities, not depths)."""
+    device = runtime.device()
+    model.to(device)
+    result, scores, depth_scores, mem, seconds, n_calls = MethodResult({}), [], [], 0.0, 0.0, 0
+    for s in tqdm(pairs, desc=name, leave=False, disable=not progress):
+        depths = []
+        for p in range(s["left"].shape[0]):
+            start = time.perf_counter()
+            args = (s["left"][p:p + 1].to(device), s["right"][p:p + 1].to(device))
+            if n_calls == 0:
+                out, mem = peak_tensor_memory(lambda: model(*args))
+            else:
+                out = model(*args)
+            seconds += time.perf_counter() - start
+            n_calls += 1
+            depths.append(disparity_to_depth(out["disparity"].cpu(), s["K"][p:p + 1, 0, 0], s["baseline"])[0])
+        depths = torch.stack(depths)
+        V = depths.shape[0]
+        z = float(s["depth"][s["mask"]].mean())
+        depth_scores.append(_depth_scores(depths, s["depth"], s["mask"], 2 * z * z / (float(s["K"][0, 0, 0]) * s["baseline"])))
+        others = torch.stack([torch.cat([torch.arange(v), torch.arange(v + 1, V)]) for v in range(V)])
+        metrics, pts, err = _fuse_and_score(depths, s["K"], s["R"], s["t"], s["left"], others, s["points"], tau, 1)
+        scores.append(metrics)
+        result.depths.append(depths), result.fused.append(pts), result.errors.append(err)
+    H, W = pairs[0]["left"].shape[-2:]
+    fx = float(pairs[0]["K"][0, 0, 0])
+    z = sum(float(s["depth"][s["mask"]].mean()) for s in pairs) / len(pairs)
+    interval = z * z / (fx * pairs[0]["baseline"])  # depth step of one pixel of disparity at the mean depth
+    result.row = _row(name, scores, depth_scores, f"{W}x{H}", interval, mem, seconds / max(n_calls, 1))
+    return result
+
+
+POINT_MVSNET_SCHEDULE = ((1, 1.0), (1, 0.5))
+"""Point-MVSNet's ``(up-sampling, interval fraction)`` iterations on MVSNet's full-resolution refined depth."""
+
+
+class _CoarseToFine(torch.nn.Module):
+    """A frozen coarse depth model followed by Point-MVSNet's refinement, with the MVS model interface."""
+
+    def __init__(self, coarse: torch.nn.Module, refiner: torch.nn.Module, schedule):
+        super().__init__()
+        self.coarse, self.refiner, self.schedule = coarse, refiner, schedule
+        for p in self.coarse.parameters():
+            p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.coarse.eval()
+        return self
+
+    def forward(self, images, K, R, t, depth_values) -> dict:
+        with torch.no_grad():
+            coarse = self.coarse(images, K, R, t, depth_values)["depth"]
+        interval = float((depth_values[:, 1] - depth_values[:, 0]).mean())
+        depths = self.refiner(coarse, images, K, R, t, interval, self.schedule)
+        return {"depth": depths[-1], "depths": depths, "confidence": torch.ones_like(depths[-1])}
+
+
+def _point_mvsnet(coarse: torch.nn.Module):
+    """``(model, loss_fn)`` of Point-MVSNet on top of ``coarse``, or ``None`` when the module is missing."""
+    try:
+        from .point_mvsnet import PointMVSNet, refinement_loss
+    except ImportError:
+        return None
+    model = _CoarseToFine(coarse, PointMVSNet(), POINT_MVSNET_SCHEDULE)
+    return model, lambda out, gt: refinement_loss(out["depths"], gt, gt > 0)
+
+
+METHODS = ("Plane sweep (SAD)", "Plane sweep (NCC)", "MVSNet", "R-MVSNet", "Point-MVSNet", "GC-Net")
+"""The table's rows, in order (Point-MVSNet needs MVSNet: it refines MVSNet's depth maps)."""
+
+
+def run_mvs_table(seed: int = 0, progress: bool = True, sizes: dict | None = None, methods=METHODS) -> dict:
+    """Train every learned method within the profile's budget and evaluate all of them (module docstring).
+
+    Args:
+        seed: data and initialisation seed.
+        progress: show progress bars.
+        sizes: override :data:`SIZES`'s active entry (``conf_thresh`` may be left out: no probability filter).
+        methods: a subset of :data:`METHODS` (the rows are in :data:`METHODS`' order).
+
+    Returns:
+        dict with ``rows`` (our rows), ``published`` (:data:`PUBLISHED`), ``results``
+        (name -> :class:`MethodResult`), ``models`` (name -> trained model), ``losses``
+        (name -> per-step training losses), ``test_scenes`` and ``stereo_pairs``, ``sizes``.
+    """
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {METHODS}")
+    S = dict(sizes or runtime.pick(SIZES))
+    gen = runtime.seed_everything(seed)
+    scene_kw = dict(n_views=S["n_views"], size=S["size"])
+    train_scenes = make_mvs_scenes(S["n_train"], seed, "train", **scene_kw)
+    test_scenes = make_mvs_scenes(S["n_test"], seed, "test", **scene_kw)
+    loader = torch.utils.data.DataLoader(MVSSamples(train_scenes, S["n_src"], S["n_depths"]), batch_size=S["batch"],
+                                         shuffle=True, generator=gen)
+    budget = dict(steps=S["steps"], seconds=S["train_seconds"], lr=S["lr"], progress=progress)
+    evaluate = dict(n_src=S["n_src"], n_depths=S["n_depths"], tau=S["tau"], progress=progress)
+    results, models, losses = {}, {}, {}
+
+    for name, kind in (("Plane sweep (SAD)", "sad"), ("Plane sweep (NCC)", "ncc")):
+        if name in methods:
+            results[name] = evaluate_depth_method(name, PlaneSweep(kind, 3), test_scenes, **evaluate)
+
+    learned = (("MVSNet", lambda: MVSNet(full_resolution=True), depth_l1_loss),
+               ("R-MVSNet", lambda: RMVSNet(refine=True), depth_cross_entropy))
+    for name, make, loss_fn in learned:
+        if name in methods or (name == "MVSNet" and "Point-MVSNet" in methods):
+            model = make()
+            losses[name] = train_steps(model, loader, loss_fn, desc=name, **budget)
+            models[name] = model
+            results[name] = evaluate_depth_method(name, model, test_scenes, conf_thresh=S.get("conf_thresh"), **evaluate)
+
+    refined = _point_mvsnet(models["MVSNet"]) if "Point-MVSNet" in methods else None
+    if refined is not None:
+        model, loss_fn = refined
+        losses["Point-MVSNet"] = train_steps(model, loader, loss_fn, desc="Point-MVSNet", **budget)
+        models["Point-MVSNet"] = model
+        results["Point-MVSNet"] = evaluate_depth_method("Point-MVSNet", model, test_scenes, **evaluate)
+
+    stereo = []
+    if "GC-Net" in methods:
+        stereo = [make_stereo_pairs(sample_seed(seed, "mvs", "test", i), n_pairs=S["n_views"], size=S["size"],
+                                    baseline=S["baseline"]) for i in range(S["n_test"])]
+        stereo_train = [make_stereo_pairs(sample_seed(seed, "mvs", "train", i), n_pairs=S["n_views"], size=S["size"],
+                                          baseline=S["baseline"]) for i in range(S["n_train"])]
+        pairs_set = [{"left": s["left"][p], "right": s["right"][p], "disparity": s["disparity"][p]}
+                     for s in stereo_train for p in range(s["left"].shape[0])]
+        stereo_loader = torch.utils.data.DataLoader(pairs_set, batch_size=S["batch"], shuffle=True, generator=gen)
+        gc = GCNet(S["max_disparity"])
+        losses["GC-Net"] = train_steps(gc, stereo_loader, disparity_l1_loss, inputs=lambda b: (b["left"], b["right"]),
+                                       target="disparity", desc="GC-Net", **budget)
+        models["GC-Net"] = gc
+        results["GC-Net"] = evaluate_stereo_method("GC-Net", gc, stereo, S["tau"], progress)
+    rows = [results[name].row for name in METHODS if name in results and name in methods]
+    return {"rows": rows, "published": list(PUBLISHED), "results": results, "models": models, "losses": losses,
+            "test_scenes": test_scenes, "stereo_pairs": stereo, "sizes": S}
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.3g}" if abs(value) < 100 else f"{value:.0f}"
+    return "-" if value is None else str(value)
+
+
+def format_table(rows: list[dict], columns=COLUMNS) -> str:
+    """A markdown table of ``rows`` in the seed's column order (missing entries as ``-``)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)
