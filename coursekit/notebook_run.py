@@ -11,14 +11,16 @@ notebook twice gives the same file except for genuinely random outputs.
 
 from __future__ import annotations
 
+import copy
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import nbformat
 from nbclient import NotebookClient
-from nbclient.exceptions import CellExecutionError
+from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 from traitlets.config import Config
 
 from . import runtime
@@ -37,7 +39,7 @@ def strip_widget_state(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 def execute_notebook(nb: nbformat.NotebookNode | str | os.PathLike, *, profile: str = "fast",
                      cwd: str | os.PathLike | None = None, timeout: int = 1800, allow_errors: bool = False,
-                     keep_widget_state: bool = False) -> nbformat.NotebookNode:
+                     keep_widget_state: bool = False, retries: int = 1) -> nbformat.NotebookNode:
     """Run every code cell of a notebook in a fresh kernel; return the executed notebook.
 
     Args:
@@ -49,6 +51,10 @@ def execute_notebook(nb: nbformat.NotebookNode | str | os.PathLike, *, profile: 
         allow_errors: keep going after a cell raises (errors stay in the outputs).
         keep_widget_state: keep ``metadata.widgets`` (only for HTML exports, never
             for committed notebooks).
+        retries: fresh kernels to try after one that stops answering (a cell over
+            ``timeout``, a kernel that dies or never becomes ready). On a loaded machine
+            a kernel occasionally sits idle while its client waits for a reply that never
+            comes; the whole notebook then runs again in a new kernel, with a warning.
 
     Returns:
         A new notebook with outputs.
@@ -65,6 +71,21 @@ def execute_notebook(nb: nbformat.NotebookNode | str | os.PathLike, *, profile: 
     else:
         nb = nbformat.from_dict(nb)
     env = {**os.environ, runtime.ENV_PROFILE: profile}
+    source = nb
+    for attempt in range(retries + 1):
+        nb = copy.deepcopy(source)
+        try:
+            _run_in_fresh_kernel(nb, env, cwd, timeout, allow_errors)
+            break
+        except (CellTimeoutError, DeadKernelError, RuntimeError) as exc:
+            if attempt == retries:
+                raise
+            warnings.warn(f"the kernel stopped answering ({type(exc).__name__}: {str(exc)[:200]}); "
+                          "running the notebook again in a fresh kernel", RuntimeWarning, stacklevel=2)
+    return nb if keep_widget_state else strip_widget_state(nb)
+
+
+def _run_in_fresh_kernel(nb: nbformat.NotebookNode, env: dict, cwd, timeout: int, allow_errors: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="coursekit-kernel-") as sockets:
         # ipc (Unix socket) transport in a private folder: TCP ports picked by concurrent
         # kernel starts can collide, and the client then waits forever on another kernel.
@@ -73,7 +94,6 @@ def execute_notebook(nb: nbformat.NotebookNode | str | os.PathLike, *, profile: 
                                 store_widget_state=True, record_timing=False, config=config,
                                 resources={"metadata": {"path": str(cwd or Path.cwd())}})
         client.execute(env=env)
-    return nb if keep_widget_state else strip_widget_state(nb)
 
 
 def errors(nb: nbformat.NotebookNode) -> list[tuple[int, dict]]:

@@ -103,7 +103,7 @@ def test_output_comparison_catches_a_changed_marked_cell_only():
 def test_solution_notebook_runs_and_checked_outputs_match(path):
     tic = time.perf_counter()
     try:
-        executed = execute_notebook(path, profile="fast", timeout=900)
+        executed = execute_notebook(path, profile="fast", timeout=300)
     except CellExecutionError as exc:
         pytest.fail(f"{path.name} raised in the fast profile:\n{exc}")
     assert output_mismatches(nbformat.read(path, as_version=4), executed) == []
@@ -113,7 +113,7 @@ def test_solution_notebook_runs_and_checked_outputs_match(path):
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", STUDENT, ids=ids(STUDENT))
 def test_student_notebook_fails_only_at_its_checks(path):
-    executed = execute_notebook(path, profile="fast", timeout=900, allow_errors=True)
+    executed = execute_notebook(path, profile="fast", timeout=300, allow_errors=True)
     checks = {i for i, cell in code_cells(executed) if is_check_cell(cell.source)}
     failed = {}
     for i, out in errors(executed):
