@@ -192,3 +192,29 @@ def test_tour_writes_html_and_an_index(tmp_path):
     assert "hello from the tour" in page
     assert 'href="01_tiny.html"' in (tmp_path / "tour" / "index.html").read_text()
     assert nbformat.read(tmp_path / "01_tiny.ipynb", as_version=4).cells[0].outputs == []  # source untouched
+
+
+def test_a_kernel_that_stops_answering_is_replaced_once(monkeypatch):
+    from nbclient.exceptions import CellTimeoutError
+
+    from coursekit import notebook_run
+
+    calls = []
+
+    def flaky(nb, env, cwd, timeout, allow_errors):
+        calls.append(nb)
+        if len(calls) == 1:
+            nb.cells[0].outputs = ["half-run output that must not survive"]
+            raise CellTimeoutError("Cell execution timed out")
+        nb.cells[0].outputs = []
+
+    monkeypatch.setattr(notebook_run, "_run_in_fresh_kernel", flaky)
+    source = tiny_notebook("1 + 1")
+    with pytest.warns(RuntimeWarning, match="stopped answering"):
+        executed = notebook_run.execute_notebook(source)
+    assert len(calls) == 2 and calls[0] is not calls[1] and executed.cells[0].outputs == []
+    assert source.cells[0].get("outputs", []) == []  # the caller's notebook is untouched
+    calls.clear()
+    with pytest.raises(CellTimeoutError):
+        notebook_run.execute_notebook(source, retries=0)
+    assert len(calls) == 1
