@@ -84,6 +84,11 @@ class FeatureNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def per_view(self, images: torch.Tensor) -> torch.Tensor:
+        """The same network on every view: ``(B, V, 3, H, W) -> (B, V, C, H / stride, W / stride)``."""
+        feats = self.net(images.flatten(0, 1))
+        return feats.reshape(*images.shape[:2], *feats.shape[1:])
+
 
 class CostRegularization(nn.Module):
     """A 3D U-Net (two down-sampling levels with skip connections) from ``C`` channels to one cost per voxel.
@@ -234,8 +239,7 @@ class MVSNet(nn.Module):
         B, V, _, H, W = images.shape
         if depth_values.dim() == 1:
             depth_values = depth_values.unsqueeze(0).expand(B, -1)
-        feats = self.features(images.flatten(0, 1))
-        feats = feats.reshape(B, V, *feats.shape[1:])
+        feats = self.features.per_view(images)
         volume = variance_volume_from_views(feats, K, R, t, depth_values, self.stride)
         cost = self.regularization(volume)
         prob = F.softmax(-cost, dim=1)

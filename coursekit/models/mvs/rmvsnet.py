@@ -85,8 +85,7 @@ class RMVSNet(nn.Module):
         B, V, _, H, W = images.shape
         if depth_values.dim() == 1:
             depth_values = depth_values.unsqueeze(0).expand(B, -1)
-        feats = self.features(images.flatten(0, 1))
-        feats = feats.reshape(B, V, *feats.shape[1:])
+        feats = self.features.per_view(images)
         Ks = scale_intrinsics(K.reshape(-1, 3, 3), 1.0 / self.stride).reshape(B, V, 3, 3)
         h, w = feats.shape[-2:]
         states = [feats.new_zeros(B, c.hidden, h, w) for c in self.cells]
