@@ -416,6 +416,22 @@ def test_notebook_time_limit_and_unsandboxed_cleanup(course, tmp_path, no_new_pr
     assert [e.points for e in result.exercises] == [1.0, 0.0]
 
 
+def test_kernel_dies_when_its_lifeline_closes(tmp_path, no_new_processes):
+    """Without any parent-death signal: the grader's end of the pipe closing takes down the kernel and its children."""
+    path = tmp_path / "x.ipynb"
+    path.write_bytes(gc.notebook("x = 1"))
+    with sandbox.Kernel(path, LIMITS, MODE) as kernel:
+        assert kernel.execute("import subprocess; subprocess.Popen(['sleep', '31417'])", LIMITS.cell).status == "ok"
+        assert kernel._exit_status() is None and _processes_mentioning("sleep 31417")
+        os.close(kernel._lifeline)
+        kernel._lifeline = None
+        deadline = time.monotonic() + 20
+        while (kernel._exit_status() is None or _processes_mentioning("sleep 31417")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "SIGKILL" in (kernel._exit_status() or "still running")
+        assert _processes_mentioning("sleep 31417") == []
+
+
 def _grade_class_here(subs, course, out, tmp):
     """The grading process of the SIGKILL test: a forked copy of this one, its kernels' files under ``tmp``."""
     os.environ["TMPDIR"] = str(tmp)

@@ -15,7 +15,7 @@ wall clock per cell, notebook  the grader stops waiting, kills the kernel   same
 memory                         ``RLIMIT_AS`` (``Limits.memory``)            same
 file size                      ``RLIMIT_FSIZE``, no core dumps              same
 printed output                 counted; over ``Limits.output``: a status    same
-kernel outliving the grader    ``--die-with-parent``, ``PR_SET_PDEATHSIG``  ``PR_SET_PDEATHSIG``
+kernel outliving the grader    a lifeline pipe, ``--die-with-parent``      pipe, ``PR_SET_PDEATHSIG``
 processes the notebook starts  own PID namespace: die with the kernel       tree, group, orphans killed
 solutions, other students      not mounted (see below)                      **readable**
 network                        own namespace, loopback only                 open
@@ -204,6 +204,25 @@ os.execv(sys.argv[4], sys.argv[4:])
 """
 
 
+# The kernel itself: a thread blocks on the read end of a pipe whose only write end the
+# grading process holds, and kills the kernel's process group when it reads end-of-file (the
+# grader closed it or died). Parent-death signals alone leave a window: bwrap sets its own
+# inside the sandbox a moment after it starts, and a grader killed in that moment left a kernel.
+_KERNEL = """\
+import os, signal, sys, threading
+lifeline = int(sys.argv.pop(1))
+def watch():
+    try:
+        while os.read(lifeline, 1):
+            pass
+    finally:
+        os.killpg(0, signal.SIGKILL)
+threading.Thread(target=watch, daemon=True, name="lifeline").start()
+from ipykernel import kernelapp
+kernelapp.launch_new_instance()
+"""
+
+
 def _kernel_env(root: Path) -> dict[str, str]:
     home = root / "home"
     env = {
@@ -362,6 +381,7 @@ class Kernel:
         self.output_bytes = 0
         self.grader = "_grader_" + secrets.token_hex(8)
         self._proc: subprocess.Popen | None = None
+        self._lifeline: int | None = None
         self._context = None
         self._sockets: dict[str, Any] = {}
 
@@ -386,7 +406,8 @@ class Kernel:
         key = secrets.token_hex(16).encode()
         conn_file, info = write_connection_file(str(self.root / "conn" / "kernel.json"), transport="ipc",
                                                 ip=str(self.root / "conn" / "k"), key=key)
-        kernel = [sys.executable, "-m", "ipykernel_launcher", "-f", conn_file]
+        lifeline, self._lifeline = os.pipe()
+        kernel = [sys.executable, "-c", _KERNEL, str(lifeline), "-f", conn_file]
         env = _kernel_env(self.root)
         if self.mode == "bwrap":
             setenv = [arg for name, value in env.items() for arg in ("--setenv", name, value)]
@@ -397,8 +418,12 @@ class Kernel:
             inner = kernel
         command = [sys.executable, "-S", "-c", _LAUNCHER, str(self.limits.memory), str(self.limits.file_size),
                    str(os.getpid()), *inner]
-        self._proc = subprocess.Popen(command, cwd=self.root / "work", env=env, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            self._proc = subprocess.Popen(command, cwd=self.root / "work", env=env, stdin=subprocess.DEVNULL,
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                          start_new_session=True, pass_fds=(lifeline,))
+        finally:
+            os.close(lifeline)
         self.session = Session(key=key, signature_scheme=info["signature_scheme"])
         self._context = zmq.Context()
         self._context.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
@@ -427,6 +452,9 @@ class Kernel:
             _kill_tree(self._proc.pid)
             self._proc.wait()
             self._proc = None
+        if self._lifeline is not None:
+            os.close(self._lifeline)
+            self._lifeline = None
         if self._context is not None:
             self._context.destroy(linger=0)
             self._context = None
