@@ -17,16 +17,49 @@ import tempfile
 import time
 import warnings
 from pathlib import Path
+from queue import Empty
 
 import nbformat
+import zmq
+from jupyter_client.asynchronous import AsyncKernelClient
+from jupyter_client.channels import AsyncZMQSocketChannel
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
+from traitlets import Type
 from traitlets.config import Config
 
 from . import runtime
 from .grading.release import dumps, write_atomic
 
 KERNEL = "python3"
+
+
+class LevelCheckedChannel(AsyncZMQSocketChannel):
+    """A kernel channel that looks at its queue at least once a second instead of trusting one wake-up.
+
+    jupyter_client's asyncio channel waits on ZeroMQ's edge-triggered descriptor for the whole
+    cell timeout. When that wake-up is lost (seen here on a loaded machine: the kernel idle
+    with its reply sent, nbclient waiting on ``execute_reply`` until the timeout), the cell
+    hangs. Checking ``zmq.EVENTS`` (level-triggered: is a message queued?) between bounded
+    waits turns a lost wake-up into at most a second's delay.
+    """
+
+    async def get_msg(self, timeout: float | None = None) -> dict:  # type: ignore[override]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                return await self._recv()
+            left = 1.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise Empty
+            await self.socket.poll(int(1000 * min(1.0, left)))
+
+
+class LevelCheckedKernelClient(AsyncKernelClient):
+    """The asyncio kernel client with :class:`LevelCheckedChannel` for the shell and IOPub replies."""
+
+    shell_channel_class = Type(LevelCheckedChannel)
+    iopub_channel_class = Type(LevelCheckedChannel)
 
 
 def strip_widget_state(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -89,7 +122,8 @@ def _run_in_fresh_kernel(nb: nbformat.NotebookNode, env: dict, cwd, timeout: int
     with tempfile.TemporaryDirectory(prefix="coursekit-kernel-") as sockets:
         # ipc (Unix socket) transport in a private folder: TCP ports picked by concurrent
         # kernel starts can collide, and the client then waits forever on another kernel.
-        config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")}})
+        config = Config({"KernelManager": {"transport": "ipc", "ip": os.path.join(sockets, "kernel")},
+                         "AsyncKernelManager": {"client_class": f"{__name__}.LevelCheckedKernelClient"}})
         client = NotebookClient(nb, timeout=timeout, kernel_name=KERNEL, allow_errors=allow_errors,
                                 store_widget_state=True, record_timing=False, config=config,
                                 resources={"metadata": {"path": str(cwd or Path.cwd())}})

@@ -218,3 +218,43 @@ def test_a_kernel_that_stops_answering_is_replaced_once(monkeypatch):
     with pytest.raises(CellTimeoutError):
         notebook_run.execute_notebook(source, retries=0)
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("lost_wakeup", [False, True])
+def test_a_reply_whose_wakeup_is_lost_is_still_read(lost_wakeup):
+    """The notebook runner's kernel channel finds a queued reply even when the socket's poll never reports it."""
+    import asyncio
+    from queue import Empty
+
+    import zmq
+    import zmq.asyncio
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    from jupyter_client.session import Session
+
+    from coursekit.notebook_run import LevelCheckedChannel
+
+    async def deaf_poll(timeout=None, flags=zmq.POLLIN):
+        await asyncio.sleep((timeout or 0) / 1000)
+        return 0
+
+    async def receive(channel_class):
+        context = zmq.asyncio.Context()
+        sender, receiver = context.socket(zmq.PAIR), context.socket(zmq.PAIR)
+        sender.bind("inproc://reply"), receiver.connect("inproc://reply")
+        if lost_wakeup:  # every wait ends without reporting the message, as when the edge is missed
+            receiver.poll = deaf_poll
+        session = Session()
+        channel = channel_class(receiver, session)
+        with pytest.raises(Empty):
+            await channel.get_msg(timeout=0.2)
+        session.send(sender, "execute_reply", {"status": "ok"})
+        await asyncio.sleep(0.05)
+        try:
+            return (await channel.get_msg(timeout=2.5))["msg_type"]
+        except Empty:
+            return "nothing"
+        finally:
+            context.destroy(linger=0)
+
+    assert asyncio.run(receive(LevelCheckedChannel)) == "execute_reply"
+    assert asyncio.run(receive(AsyncZMQSocketChannel)) == ("nothing" if lost_wakeup else "execute_reply")
