@@ -80,6 +80,35 @@ def test_folding_decoder_matches_modules_and_folds_twice():
         folding.folding_decoder(z[0], net.grid, *[torch.zeros(1)] * 8)
 
 
+def test_balanced_fold_init_unfolds_the_grid_and_trains():
+    """Regression (cpu table: CD 63 > class mean 51): with PyTorch's default init the 2 grid columns
+    are drowned by the codeword's, every output starts collapsed onto one point and Chamfer training stalls."""
+    from coursekit.data.world import make_shape
+    from coursekit.metrics.chamfer import chamfer_distance
+
+    layer = torch.nn.Linear(66, 8)
+    before = layer.weight.detach().clone()
+    folding.balance_fold_init(layer, 64)
+    assert torch.allclose(layer.weight[:, :64], before[:, :64])
+    assert torch.allclose(layer.weight[:, 64:], before[:, 64:] * math.sqrt(32))
+    with pytest.raises(ValueError, match="code size"):
+        folding.balance_fold_init(torch.nn.Linear(64, 8), 64)
+
+    pts = torch.stack([make_shape(c, i).sample(256, 0)[0] for i, c in enumerate(["chair", "mug", "airplane", "table"])])
+    torch.manual_seed(0)
+    net = folding.FoldingNet("points")
+    with torch.no_grad():
+        spread = float(net(pts).std(1).mean())
+    assert spread > 5e-3  # default init: ~8e-4 (all M points on one spot)
+    opt = torch.optim.Adam(net.parameters(), 2e-3)
+    for _ in range(60):
+        loss = chamfer_distance(net(pts), pts, "pytorch3d", reduction="mean")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert float(loss) < 0.2  # default init: 0.27 after the same 60 steps
+
+
 def test_folding_decoder_gradcheck():
     gen = torch.Generator().manual_seed(0)
     r = lambda *s: torch.randn(*s, generator=gen, dtype=torch.float64, requires_grad=True)  # noqa: E731
