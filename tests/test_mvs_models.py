@@ -234,6 +234,33 @@ def test_train_steps_budget_is_cpu_time_not_wall_time():
     assert len(losses) == 4  # a wall-clock budget of 0.04 s would stop after the first step
 
 
+def test_train_steps_decays_the_rate_on_a_cosine_over_the_budget():
+    from coursekit.models.mvs.mvs_table import cosine_lr, train_steps
+
+    assert cosine_lr(0.1, 0.0) == pytest.approx(0.1) and cosine_lr(0.1, 0.5) == pytest.approx(0.05)
+    assert cosine_lr(0.1, 1.0) == pytest.approx(0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="fraction"):
+        cosine_lr(0.1, 1.5)
+
+    seen = []
+
+    class Linear(torch.nn.Module):  # loss = w: a constant gradient, so each Adam step moves w by exactly the rate
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            seen.append(float(self.w))
+            return self.w * x
+
+    loader = [{"x": torch.ones(1), "y": torch.zeros(1)}] * 5
+    train_steps(Linear(), loader, lambda out, y: out.sum(), steps=5, seconds=1e6, lr=0.1,
+                inputs=lambda b: (b["x"],), target="y", progress=False)
+    moves = -torch.diff(torch.tensor(seen))  # the rates of steps 0..3 (step k at spent = k / 5)
+    expected = torch.tensor([0.1 * 0.5 * (1 + math.cos(math.pi * k / 5)) for k in range(4)])
+    torch.testing.assert_close(moves, expected, rtol=1e-4, atol=1e-6)  # a constant rate moves 0.1 every step
+
+
 def test_mvsnet_learns_one_batch():
     torch.manual_seed(0)
     images, K, R, t, values, gt = _batch(B=1)
