@@ -17,7 +17,7 @@ import argparse
 import time
 
 from coursekit import runtime
-from coursekit.models.generation.implicit_table import SIZES, format_table, implicit_table, unseen_classes_table
+from coursekit.models.generation.implicit_table import LEVELS, SIZES, format_table, implicit_table, unseen_classes_table
 
 
 def main() -> None:
@@ -29,7 +29,9 @@ def main() -> None:
     sizes = runtime.pick(SIZES)
     print(runtime.describe())
     print(f"classes {sizes['classes']}, {sizes['n_train']} train / {sizes['n_test']} test shapes per class, "
-          f"{sizes['epochs']} epochs, voxels {sizes['resolution']}^3, marching {sizes['march_resolution']}^3\n")
+          f"{sizes['epochs']} epochs (fields {sizes['field_epochs']}, DeepSDF {sizes['sdf_epochs']}), voxels "
+          f"{sizes['resolution']}^3, marching {sizes['march_resolution']}^3, implicit targets dilated by "
+          f"{sizes['thickness']}, levels {({k: round(v, 3) for k, v in LEVELS.items()})}\n")
     tic = time.perf_counter()
     def show(row: dict) -> None:  # each row as soon as it is scored (the full table follows at the end)
         print(f"[{time.perf_counter() - tic:.0f} s] " + format_table([row]).splitlines()[-1], flush=True)

@@ -302,3 +302,61 @@ def test_deepsdf_of_the_fast_profile_meshes_every_test_shape_and_beats_the_spher
     deepsdf, _, sphere = implicit_table(SIZES["fast"], models=("DeepSDF",), progress=False)
     assert deepsdf["empty"] == 0
     assert deepsdf["fscore"] > sphere["fscore"] + 0.1 and deepsdf["chamfer_mean"] < sphere["chamfer_mean"]
+
+
+def test_predict_meshes_marches_each_field_at_its_stated_level():
+    # IM-Net is meshed at 0.4: a field that never reaches 0.5 has a surface there. Marched at the old 0.5
+    # the same field gives an empty mesh, so this fails on the old level. OccNet: logit 0 (probability 0.5).
+    from coursekit.models.generation.implicit_table import LEVELS, make_implicit_set, predict_meshes
+    from coursekit.models.generation.occupancy_network import ConditionalField
+
+    class Radial(torch.nn.Module):                      # value = a + b |p|, the code ignored
+        def __init__(self, a, b):
+            super().__init__()
+            self.a, self.b = a, b
+
+        def forward(self, points, codes):
+            return self.a + self.b * points.norm(dim=-1)
+
+    class Code(torch.nn.Module):
+        def forward(self, x):
+            return x.flatten(1)[:, :1]
+
+    test = make_implicit_set(("mug",), 1, image_size=8, n_samples=16, resolution=4, progress=False)
+    sizes = {"march_resolution": 32}
+    assert LEVELS == {"DeepSDF": 0.0, "OccNet": 0.0, "IM-Net": 0.4}
+    imnet_like = ConditionalField(Code(), Radial(0.46, -0.3))       # 0.46 at the centre, 0.4 at radius 0.2
+    (v, f), = predict_meshes("IM-Net", imnet_like, test, sizes, torch.Generator())
+    assert len(f) > 0 and v.norm(dim=-1).mean() == pytest.approx(0.2, abs=0.02)
+    assert len(march_field(imnet_like.field(test.images[:1]), 32, level=0.5, inside="above")[1]) == 0
+    occnet = ConditionalField(Code(), Radial(1.0, -2.5))             # logit 0 at radius 0.4
+    (v, f), = predict_meshes("OccNet", occnet, test, sizes, torch.Generator())
+    assert v.norm(dim=-1).mean() == pytest.approx(0.4, abs=0.02)
+
+
+def test_thickened_sdf_dilates_the_solid_and_models_train_on_it():
+    from coursekit.models.generation.implicit_table import thickened_sdf
+    sphere = lambda p: p.norm(dim=-1) - 0.3  # noqa: E731
+    v, f = march_field(lambda p: thickened_sdf(sphere(p), 0.1), 32)
+    assert v.norm(dim=-1).mean() == pytest.approx(0.4, abs=0.01)     # the zero set moves out by delta
+    assert torch.equal(thickened_sdf(torch.tensor([0.5, -0.2]), 0.0), torch.tensor([0.5, -0.2]))
+    with pytest.raises(ValueError, match="thickness"):
+        thickened_sdf(torch.zeros(3), -0.1)
+
+
+def test_occupancy_samples_are_redrawn_from_the_pool_every_epoch():
+    from coursekit.models.generation.implicit_table import _FreshSamples
+    g = torch.Generator().manual_seed(0)
+    images, pool = torch.rand(5, 1, 4, 4), torch.rand(5, 40, 3)
+    occ = (pool[..., 0] > 0.5).float()                    # occupancy is a function of the point
+    data = _FreshSamples(images, pool, occ, 10, 2, g)
+    epochs = [list(data) for _ in range(2)]
+    assert len(data) == 3 and [len(b[0]) for b in epochs[0]] == [2, 2, 1]
+    for epoch in epochs:
+        for im, pts, o in epoch:
+            assert pts.shape == (len(im), 10, 3) and torch.equal(o, (pts[..., 0] > 0.5).float())
+            shape = [int((images == i).flatten(1).all(1).nonzero()) for i in im]     # which shape each row is
+            assert all(torch.isin(pts[r], pool[s]).all(1).all() for r, s in enumerate(shape))   # from its own pool
+    first = torch.cat([b[1] for b in epochs[0]]).flatten(0, 1)
+    second = torch.cat([b[1] for b in epochs[1]]).flatten(0, 1)
+    assert not torch.equal(first.sort(0).values, second.sort(0).values)                # fresh points each epoch
