@@ -8,9 +8,10 @@ points sampled in the volume with their true occupancy :math:`o \in \{0, 1\}`:
 
 .. math::  \mathcal{L} = \frac{1}{BK} \sum_{b, k} \mathrm{BCE}\big(\sigma(f_\theta(p_{bk}, g_\psi(x_b))),\ o_{bk}\big)
 
-The surface is the level set :math:`\sigma(f) = \tau` (``tau = 0.5``, i.e. logit 0 here;
-the paper uses 0.2), extracted with :func:`coursekit.models.generation.marching.march`
-(``level=0``, ``inside="above"``).
+The surface is the level set :math:`\sigma(f) = \tau` (``tau = 0.5``, i.e. logit 0 here, the
+authors' default configuration; their single-image configuration uses 0.2 — see
+:data:`coursekit.models.generation.implicit_table.LEVELS` for why the table keeps 0.5), extracted with
+:func:`coursekit.models.generation.marching.march` (``level=0``, ``inside="above"``).
 
 Kept from the paper: the decoder ("Decoder" of ``im2mesh/onet/models/decoder.py``: the point
 lifted by a linear layer, ``n_blocks`` fully connected ResNet blocks, the code added before
