@@ -360,3 +360,17 @@ def test_occupancy_samples_are_redrawn_from_the_pool_every_epoch():
     first = torch.cat([b[1] for b in epochs[0]]).flatten(0, 1)
     second = torch.cat([b[1] for b in epochs[1]]).flatten(0, 1)
     assert not torch.equal(first.sort(0).values, second.sort(0).values)                # fresh points each epoch
+
+
+def test_conditional_fields_build_either_encoder_and_name_a_wrong_one():
+    from coursekit.models.generation.encoders import ImageEncoder, PointEncoder, make_encoder
+    from coursekit.models.generation.imnet import imnet
+    from coursekit.models.generation.occupancy_network import occupancy_network
+
+    assert isinstance(make_encoder("image", 8, (4, 8), in_channels=1), ImageEncoder)
+    assert isinstance(make_encoder("points", 8, (4, 8)), PointEncoder)
+    assert occupancy_network("points", 8, 16, 1, 1, (4, 8))(torch.rand(2, 20, 3), torch.rand(2, 5, 3)).shape == (2, 5)
+    assert imnet("image", 8, (16, 8), 1, (4, 8))(torch.rand(2, 1, 16, 16), torch.rand(2, 5, 3)).shape == (2, 5)
+    for build in (lambda: make_encoder("voxels", 8, (4,)), lambda: imnet("voxels"), lambda: occupancy_network("voxels")):
+        with pytest.raises(ValueError, match="'image' or 'points', got 'voxels'"):
+            build()

@@ -17,7 +17,7 @@ from torch import nn
 from ...geometry.validate import check_points
 from ...nn.mlp import SharedMLP
 
-__all__ = ["ImageEncoder", "PointEncoder"]
+__all__ = ["ImageEncoder", "PointEncoder", "make_encoder"]
 
 
 class ImageEncoder(nn.Module):
@@ -82,3 +82,14 @@ class PointEncoder(nn.Module):
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         check_points(points)
         return self.fc(self.mlp(points).amax(1))
+
+
+def make_encoder(kind: str, c_dim: int, widths, in_channels: int = 3) -> nn.Module:
+    """The encoder of a conditional model: :class:`ImageEncoder` (``kind="image"``, ``in_channels``
+    input channels, conv ``widths``) or :class:`PointEncoder` (``kind="points"``, shared-MLP ``widths``),
+    both mapping their input to a ``(B, c_dim)`` code."""
+    if kind == "image":
+        return ImageEncoder(in_channels, c_dim, tuple(widths))
+    if kind == "points":
+        return PointEncoder(c_dim, tuple(widths))
+    raise ValueError(f"encoder must be 'image' or 'points', got {kind!r}")

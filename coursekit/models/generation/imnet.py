@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ...geometry.validate import check_points
-from .encoders import ImageEncoder, PointEncoder
+from .encoders import make_encoder
 from .occupancy_network import ConditionalField
 
 __all__ = ["IMNetDecoder", "imnet_clip", "imnet_loss", "imnet"]
@@ -99,10 +99,4 @@ def imnet(encoder: str = "image", c_dim: int = 128, widths: Sequence[int] = (256
     >>> net(torch.rand(2, 100, 3), torch.rand(2, 50, 3)).shape
     torch.Size([2, 50])
     """
-    if encoder == "image":
-        enc: nn.Module = ImageEncoder(in_channels, c_dim, tuple(encoder_widths))
-    elif encoder == "points":
-        enc = PointEncoder(c_dim, tuple(encoder_widths))
-    else:
-        raise ValueError(f"encoder must be 'image' or 'points', got {encoder!r}")
-    return ConditionalField(enc, IMNetDecoder(c_dim, widths))
+    return ConditionalField(make_encoder(encoder, c_dim, encoder_widths, in_channels), IMNetDecoder(c_dim, widths))

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...geometry.validate import check_points
-from .encoders import ImageEncoder, PointEncoder
+from .encoders import make_encoder
 
 __all__ = ["OccupancyDecoder", "ConditionalField", "occupancy_loss", "occupancy_network"]
 
@@ -137,10 +137,4 @@ def occupancy_network(encoder: str = "image", c_dim: int = 128, hidden: int = 12
     >>> net(torch.rand(2, 100, 3), torch.rand(2, 50, 3)).shape
     torch.Size([2, 50])
     """
-    if encoder == "image":
-        enc: nn.Module = ImageEncoder(in_channels, c_dim, tuple(widths))
-    elif encoder == "points":
-        enc = PointEncoder(c_dim, tuple(widths))
-    else:
-        raise ValueError(f"encoder must be 'image' or 'points', got {encoder!r}")
-    return ConditionalField(enc, OccupancyDecoder(c_dim, hidden, n_blocks))
+    return ConditionalField(make_encoder(encoder, c_dim, widths, in_channels), OccupancyDecoder(c_dim, hidden, n_blocks))
