@@ -85,9 +85,9 @@ def execute_notebook(nb: nbformat.NotebookNode | str | os.PathLike, *, profile: 
         keep_widget_state: keep ``metadata.widgets`` (only for HTML exports, never
             for committed notebooks).
         retries: fresh kernels to try after one that stops answering (a cell over
-            ``timeout``, a kernel that dies or never becomes ready). On a loaded machine
-            a kernel occasionally sits idle while its client waits for a reply that never
-            comes; the whole notebook then runs again in a new kernel, with a warning.
+            ``timeout``, a kernel that dies or never becomes ready): the whole notebook
+            then runs again in a new kernel, with a warning. (A reply whose wake-up is
+            lost no longer looks like this: :class:`LevelCheckedChannel` reads it.)
 
     Returns:
         A new notebook with outputs.
