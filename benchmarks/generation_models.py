@@ -141,7 +141,7 @@ def table(models) -> None:
     train = ct.make_reconstruction_set(s["classes"], s["n_train"], "train", **common)
     test = ct.make_reconstruction_set(s["classes"], s["n_test"], "test", **common)
     print(f"\n## Conditional generation, profile {runtime.profile()}: {len(train)} training / {len(test)} test shapes of "
-          f"{', '.join(s['classes'])}, {s['n_points']} points, {s['epochs']} epochs (data {time.perf_counter() - start:.0f} s)\n")
+          f"{', '.join(s['classes'])}, {s['n_points']} points, {s['epochs']} epochs {s.get('row_epochs', {})} (data {time.perf_counter() - start:.0f} s)\n")
     print("| task | model | CD x1e3 | F@tau | EMD | parameters | train s (wall) | train s (CPU) |")
     print("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |", flush=True)
     gen = torch.Generator().manual_seed(0)

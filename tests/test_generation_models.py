@@ -289,6 +289,13 @@ def test_score_points_and_baselines():
     assert (far.cd > 1e3).all() and (far.fscore == 0).all()
 
 
+def test_row_epochs_override_the_profile_epochs_of_their_row_only():
+    sizes = {**ct.SIZES["fast"], "epochs": 1, "batch_size": 2, "row_epochs": {"FoldingNet": 2}}
+    train = ct.make_reconstruction_set(("mug",), 2, n_points=64, image_size=32, resolution=16, progress=False)
+    assert ct.train_model("FoldingNet", train, sizes, progress=False)[1]["epochs"] == 2
+    assert ct.train_model("PSGN (CD)", train, sizes, progress=False)[1]["epochs"] == 1
+
+
 def test_conditional_table_runs_and_baselines_are_ordered():
     sizes = {**ct.SIZES["fast"], "classes": ("chair", "mug"), "n_train": 2, "n_test": 1, "n_points": 96, "epochs": 1,
              "batch_size": 4, "models": ("PSGN (CD)", "OGN", "FoldingNet")}
