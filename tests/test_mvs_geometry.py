@@ -227,15 +227,22 @@ def test_stereo_pairs_are_rectified():
     """Reading the right image at u - disparity reproduces the left image (rows are epipolar lines)."""
     from coursekit.data.mvs import make_stereo_pairs
 
-    s = make_stereo_pairs(0, n_pairs=2, size=(24, 32))
-    P, _, H, W = s["left"].shape
-    u = torch.arange(W) + 0.5
-    x = 2 * (u - s["disparity"]) / W - 1
-    y = (2 * (torch.arange(H) + 0.5) / H - 1)[None, :, None].expand(P, H, W)
-    back = F.grid_sample(s["right"], torch.stack([x, y], -1), align_corners=False)
-    ok = s["mask"] & (x.abs() < 1)
-    assert (back - s["left"]).abs().mean(1)[ok].median() < 0.05
-    assert (s["right"] - s["left"]).abs().mean(1)[ok].median() > 0.05
+    for baseline, doffs in ((0.12, 0.0), (0.3, 3.0)):  # also with the right principal point shifted: d = f b / z - doffs
+        s = make_stereo_pairs(0, n_pairs=2, size=(24, 32), baseline=baseline, doffs=doffs)
+        P, _, H, W = s["left"].shape
+        z = s["K"][:, 0, 0, None, None] * baseline / (s["disparity"] + doffs)
+        torch.testing.assert_close(z[s["mask"]], s["depth"][s["mask"]])
+        u = torch.arange(W) + 0.5
+        x = 2 * (u - s["disparity"]) / W - 1
+        y = (2 * (torch.arange(H) + 0.5) / H - 1)[None, :, None].expand(P, H, W)
+        back = F.grid_sample(s["right"], torch.stack([x, y], -1), align_corners=False)
+        ok = s["mask"] & (x.abs() < 1)
+        assert (back - s["left"]).abs().mean(1)[ok].median() < 0.05
+        assert (s["right"] - s["left"]).abs().mean(1)[ok].median() > 0.05
+        # a 3-pixel misread (the shift applied twice, or forgotten) misaligns the pair
+        x = 2 * (u - s["disparity"] - 3.0) / W - 1
+        back = F.grid_sample(s["right"], torch.stack([x, y], -1), align_corners=False)
+        assert (back - s["left"]).abs().mean(1)[s["mask"] & (x.abs() < 1)].median() > 0.05
 
 
 def test_independent_student_style_implementations_agree_with_the_library():

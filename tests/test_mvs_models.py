@@ -17,7 +17,7 @@ from coursekit.models.mvs.gcnet import GCNet, disparity_l1_loss, disparity_to_de
 from coursekit.models.mvs.memory import peak_tensor_memory
 from coursekit.models.mvs.mvsnet import MVSNet, depth_l1_loss, variance_volume_from_views
 from coursekit.models.mvs.plane_sweep import PlaneSweep, window_cost
-from coursekit.models.mvs.rmvsnet import ConvGRUCell, RMVSNet, depth_cross_entropy, memory_vs_depth
+from coursekit.models.mvs.rmvsnet import ConvGRUCell, RMVSNet, depth_cross_entropy, memory_vs_depth, subplane_argmax
 
 D64 = torch.float64
 
@@ -292,11 +292,55 @@ def test_gcnet_shapes_subpixel_output_and_depth():
     assert out["disparity"].shape == (2, 16, 24) and out["cost"].shape == (2, 8, 16, 24)
     assert not torch.equal(out["disparity"], out["disparity"].round())  # soft argmin: off the integer grid
     assert torch.equal(out["hard"], out["hard"].round())
+    assert out["confidence"].shape == (2, 16, 24) and ((out["confidence"] >= 0) & (out["confidence"] <= 1 + 1e-6)).all()
     disparity_l1_loss(out, torch.full((2, 16, 24), 3.0)).backward()
+    # refine: the left image refines the soft argmin; the loss is the L1 of both maps and trains the refinement
+    refined = GCNet(max_disparity=8, refine=True)
+    out = refined(left, right)
+    assert out["initial"].shape == out["disparity"].shape == (2, 16, 24)
+    assert not torch.allclose(out["initial"], out["disparity"])
+    gt = torch.full((2, 16, 24), 3.0)
+    gt[:, :3] = 0  # no ground truth there
+    l1 = lambda d: ((d - gt).abs() * (gt > 0)).sum() / (gt > 0).sum()  # noqa: E731
+    torch.testing.assert_close(disparity_l1_loss(out, gt), l1(out["initial"]) + l1(out["disparity"]))
+    disparity_l1_loss(out, gt).backward()
+    assert all(p.grad is not None for p in refined.refinement.parameters())
     z = disparity_to_depth(torch.tensor([[[4.0, 0.1]]]), torch.tensor([100.0]), 0.2)
     torch.testing.assert_close(z, torch.tensor([[[5.0, 0.0]]]))
+    # with the right principal point 6 px further right, z = f b / (d + doffs)
+    z = disparity_to_depth(torch.tensor([[[4.0, -5.9]]]), torch.tensor([100.0]), 0.2, doffs=6.0)
+    torch.testing.assert_close(z, torch.tensor([[[2.0, 0.0]]]))
     with pytest.raises(ValueError, match="divisible"):
         GCNet(max_disparity=10)
+
+
+def test_subplane_argmax_finds_the_vertex_of_a_sampled_parabola():
+    values = torch.linspace(1.0, 2.0, 11, dtype=D64).expand(2, -1)
+    truth = torch.tensor([1.234, 1.51, 1.0, 1.97, 1.36, 1.13], dtype=D64)
+    log_prob = torch.log_softmax(-((values[0, :, None] - truth) / 0.1) ** 2, 0)  # (D, N): a Gaussian peak per pixel
+    log_prob = log_prob.reshape(1, 11, 2, 3).expand(2, -1, -1, -1)
+    got = subplane_argmax(log_prob, values)
+    # the interior peaks exactly; a peak at the last plane stays there (no neighbour beyond it)
+    want = torch.tensor([1.234, 1.51, 1.0, 2.0, 1.36, 1.13], dtype=D64).reshape(2, 3)
+    torch.testing.assert_close(got, want.expand(2, -1, -1))
+    wta = values[0][log_prob.argmax(1)]
+    assert ((got - wta).abs() <= 0.05 + 1e-12).all() and not torch.allclose(got, wta)
+    # a lopsided peak is not moved by more than half a plane
+    lopsided = torch.log(torch.tensor([0.0001, 0.5, 0.4999], dtype=D64)).reshape(1, 3, 1, 1)
+    assert subplane_argmax(lopsided, torch.tensor([[0.0, 1.0, 2.0]], dtype=D64)).item() == pytest.approx(1.5, abs=0.05)
+
+
+def test_rmvsnet_subplane_readout_stays_within_half_a_plane_of_the_winner():
+    torch.manual_seed(0)
+    images, K, R, t, values, _ = _batch()
+    plain = RMVSNet(refine=True).eval()
+    sub = RMVSNet(refine=True, subplane=True).eval()
+    sub.load_state_dict(plain.state_dict())
+    with torch.no_grad():
+        a, b = plain(images, K, R, t, values), sub(images, K, R, t, values)
+    step = float(values[0, 1] - values[0, 0])
+    assert torch.isin(a["initial"], values.contiguous()).all() and not torch.isin(b["initial"], values.contiguous()).all()
+    assert ((b["initial"] - a["initial"]).abs() <= step / 2 + 1e-6).all()
 
 
 def test_peak_tensor_memory_counts_live_storages():

@@ -284,21 +284,27 @@ def make_mvs_scene(seed: int | torch.Generator = 0, *, n_views: int = 7, size: t
 
 
 def make_stereo_pairs(seed: int | torch.Generator = 0, *, n_pairs: int = 4, size: tuple[int, int] = (48, 64),
-                      baseline: float = 0.12, fov_deg: float = 45.0, distance: float = 1.4, azimuth_deg: float = 40.0,
+                      baseline: float = 0.12, doffs: float = 0.0, fov_deg: float = 45.0, distance: float = 1.4,
+                      azimuth_deg: float = 40.0,
                       n_objects: tuple[int, int] = (1, 3), classes: tuple[str, ...] = CLASSES,
                       object_scale: tuple[float, float] = (0.25, 0.35)) -> dict:
     r"""Rectified stereo pairs (GC-Net's input) of one DTU-like scene.
 
     The left cameras sit on the same sector as :func:`make_mvs_scene`'s; each right camera
     has the same rotation, shifted by ``baseline`` along the left camera's ``+x`` axis
-    (:math:`t_r = t_l - (b, 0, 0)`), so epipolar lines are image rows and
+    (:math:`t_r = t_l - (b, 0, 0)`), so epipolar lines are image rows. The right camera's
+    principal point may sit ``doffs`` pixels right of the left one's (:math:`c_{x,r} = c_{x,l} +
+    \text{doffs}`, Middlebury's ``doffs``): with a wide baseline the objects then stay inside the
+    right image instead of leaving it by its left edge (keep ``doffs`` below :math:`f_x b / z_{max}`:
+    a disparity of 0 marks pixels without ground truth), and
 
-    .. math::  	ext{disparity} = u_l - u_r = rac{f_x\, b}{z}
+    .. math::  \text{disparity} = u_l - u_r = \frac{f_x\, b}{z} - \text{doffs}, \qquad
+               z = \frac{f_x\, b}{\text{disparity} + \text{doffs}}
 
     Returns:
         dict ``left``, ``right`` ``(P, 3, H, W)``, ``disparity`` ``(P, H, W)`` (0 where
         nothing was hit), ``depth`` ``(P, H, W)``, ``mask`` ``(P, H, W)`` (objects), ``K``,
-        ``R``, ``t`` of the left cameras, ``baseline``, ``points (M, 3)`` ground truth.
+        ``R``, ``t`` of the left cameras, ``baseline``, ``doffs``, ``points (M, 3)`` ground truth.
     """
     g = as_generator(seed)
     vertices, faces = _scene_mesh(g, n_objects, classes, object_scale)
@@ -306,14 +312,17 @@ def make_stereo_pairs(seed: int | torch.Generator = 0, *, n_pairs: int = 4, size
     R, t = _sector_cameras(n_pairs, distance, azimuth_deg)
     K = fov_intrinsics(fov_deg, size).expand(n_pairs, 3, 3).contiguous()
     t_right = t - torch.tensor([baseline, 0.0, 0.0])
-    images, depth, hit, world = render_textured(vertices, faces, torch.cat([K, K]), torch.cat([R, R]),
+    K_right = K.clone()
+    K_right[:, 0, 2] += doffs
+    images, depth, hit, world = render_textured(vertices, faces, torch.cat([K, K_right]), torch.cat([R, R]),
                                                 torch.cat([t, t_right]), size, texture_seed)
     P = n_pairs
     depth_l, hit_l = depth[:P], hit[:P]
-    disparity = torch.where(hit_l, K[:, 0, 0, None, None] * baseline / depth_l.clamp_min(1e-6), torch.zeros_like(depth_l))
+    disparity = torch.where(hit_l, K[:, 0, 0, None, None] * baseline / depth_l.clamp_min(1e-6) - doffs,
+                            torch.zeros_like(depth_l))
     mask = hit_l & (world[:P, ..., 1] > 2e-3)
     return {"left": images[:P], "right": images[P:], "disparity": disparity, "depth": depth_l, "mask": mask,
-            "K": K, "R": R, "t": t, "baseline": baseline, "points": world[:P][mask]}
+            "K": K, "R": R, "t": t, "baseline": baseline, "doffs": doffs, "points": world[:P][mask]}
 
 
 def make_mvs_scenes(n: int, seed: int = 0, split: str = "train", **kwargs) -> list[MVSScene]:

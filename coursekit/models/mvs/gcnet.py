@@ -13,9 +13,17 @@ r"""GC-Net (Kendall et al., ICCV 2017): stereo on a rectified pair with a concat
    .. math::  \text{soft argmin} := \sum_{d=0}^{D_{max}} d \times \sigma(-c_d)
 
    giving **sub-pixel** disparities (a hard argmin is stuck on the integer grid).
+5. Optionally (``refine``, not in the paper) the residual refinement with the left image that
+   :class:`~coursekit.models.mvs.mvsnet.MVSNet` and :class:`~coursekit.models.mvs.rmvsnet.RMVSNet`
+   use in the lecture's table (:class:`~coursekit.models.mvs.mvsnet.DepthRefinement`, on the
+   disparity normalised by ``D - 1``): the cost volume is built at half resolution, so the image
+   restores the disparity's edges and slopes.
 
-Loss: mean absolute disparity error over valid pixels (the paper's supervised L1).
-Depth from disparity on a rectified pair: :math:`z = f_x b / \text{disparity}`.
+Loss: mean absolute disparity error over valid pixels (the paper's supervised L1; with
+``refine``, of the soft argmin and of the refined disparity, like MVSNet's loss).
+Depth from disparity on a rectified pair: :math:`z = f_x b / (\text{disparity} + \text{doffs})`
+(``doffs``: how far right the right camera's principal point sits, Middlebury's convention;
+0 for two identical cameras).
 """
 
 from __future__ import annotations
@@ -24,29 +32,35 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cost_volume import concat_cost_volume, hard_argmin, soft_argmin
-from .mvsnet import CostRegularization, FeatureNet
+from .cost_volume import concat_cost_volume, hard_argmin, probability_confidence, soft_argmin
+from .mvsnet import CostRegularization, DepthRefinement, FeatureNet
 
 __all__ = ["GCNet", "disparity_l1_loss", "disparity_to_depth"]
 
 
 class GCNet(nn.Module):
-    """GC-Net on rectified pairs (module docstring).
+    r"""GC-Net on rectified pairs (module docstring).
 
     Args:
         max_disparity: disparities ``0 .. D - 1`` at full resolution (``D`` divisible by ``4 * stride``).
         channels: feature channels; stride: feature down-sampling; base: 3D U-Net width.
+        refine: add the image-guided residual refinement (module docstring, step 5).
 
     ``forward(left (B, 3, H, W), right (B, 3, H, W))`` -> dict ``disparity`` ``(B, H, W)`` (soft
-    argmin), ``hard`` ``(B, H, W)`` (hard argmin of the same costs), ``cost`` ``(B, D, H, W)``.
+    argmin; with ``refine`` the refined one, and ``initial`` the soft argmin), ``hard`` ``(B, H, W)``
+    (hard argmin of the same costs), ``cost`` ``(B, D, H, W)`` and ``confidence`` ``(B, H, W)``
+    (MVSNet's probability map of :math:`\sigma(-c)` around the soft argmin,
+    :func:`~coursekit.models.mvs.cost_volume.probability_confidence`).
     """
 
-    def __init__(self, max_disparity: int = 32, channels: int = 16, stride: int = 2, base: int = 8):
+    def __init__(self, max_disparity: int = 32, channels: int = 16, stride: int = 2, base: int = 8,
+                 refine: bool = False):
         super().__init__()
         if max_disparity % (4 * stride):
             raise ValueError(f"max_disparity must be divisible by 4 * stride = {4 * stride}, got {max_disparity}")
         self.features = FeatureNet(channels, stride)
         self.regularization = CostRegularization(2 * channels, base)
+        self.refinement = DepthRefinement() if refine else None
         self.max_disparity, self.stride = max_disparity, stride
 
     def forward(self, left: torch.Tensor, right: torch.Tensor) -> dict:
@@ -56,20 +70,32 @@ class GCNet(nn.Module):
         cost = self.regularization(volume)
         cost = F.interpolate(cost.unsqueeze(1), size=(self.max_disparity, H, W), mode="trilinear", align_corners=False)[:, 0]
         values = torch.arange(self.max_disparity, dtype=cost.dtype, device=cost.device)
-        return {"disparity": soft_argmin(cost, values), "hard": hard_argmin(cost, values), "cost": cost}
+        disparity = soft_argmin(cost, values)
+        out = {"disparity": disparity, "hard": hard_argmin(cost, values), "cost": cost,
+               "confidence": probability_confidence(F.softmax(-cost, dim=1), values, disparity.detach())}
+        if self.refinement is not None:
+            out["initial"] = out["disparity"]
+            lo = cost.new_zeros(B)
+            out["disparity"] = self.refinement(left, out["initial"], lo, lo + (self.max_disparity - 1))
+        return out
 
 
 def disparity_l1_loss(output: dict, disparity_gt: torch.Tensor) -> torch.Tensor:
-    r"""GC-Net's loss :math:`\frac{1}{|P|}\sum_{p \in P} |\hat d_p - d_p|` over pixels with ground truth (``> 0``)."""
+    r"""GC-Net's loss :math:`\frac{1}{|P|}\sum_{p \in P} |\hat d_p - d_p|` over pixels with ground truth (``> 0``),
+    summed over ``initial`` and ``disparity`` when the output has both (``refine``)."""
     valid = disparity_gt > 0
-    return ((output["disparity"] - disparity_gt).abs() * valid).sum() / valid.sum().clamp_min(1)
+    maps = [output["initial"], output["disparity"]] if "initial" in output else [output["disparity"]]
+    return sum(((d - disparity_gt).abs() * valid).sum() / valid.sum().clamp_min(1) for d in maps)
 
 
-def disparity_to_depth(disparity: torch.Tensor, fx: torch.Tensor, baseline: float, min_disparity: float = 0.5) -> torch.Tensor:
-    r"""Depth of a rectified pair, :math:`z = f_x b / d`; ``0`` (no depth) where ``d < min_disparity``.
+def disparity_to_depth(disparity: torch.Tensor, fx: torch.Tensor, baseline: float, doffs: float = 0.0,
+                       min_disparity: float = 0.5) -> torch.Tensor:
+    r"""Depth of a rectified pair, :math:`z = f_x b / (d + \text{doffs})`; ``0`` (no depth) where ``d + doffs < min_disparity``.
 
     Args:
-        disparity: ``(B, H, W)``; fx: ``(B,)`` focal lengths in pixels; baseline: in world units.
+        disparity: ``(B, H, W)``; fx: ``(B,)`` focal lengths in pixels; baseline: in world units;
+        doffs: the right principal point's offset (pixels, :func:`coursekit.data.mvs.make_stereo_pairs`).
     """
     fx = torch.as_tensor(fx, dtype=disparity.dtype)[:, None, None]
-    return torch.where(disparity >= min_disparity, fx * baseline / disparity.clamp_min(min_disparity), torch.zeros_like(disparity))
+    d = disparity + doffs
+    return torch.where(d >= min_disparity, fx * baseline / d.clamp_min(min_disparity), torch.zeros_like(d))

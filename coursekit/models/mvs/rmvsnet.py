@@ -16,7 +16,11 @@ Each step emits one regularised cost map; only those ``1 x h x w`` maps are kept
 memory at inference is independent of ``D`` up to that thin ``D x h x w`` volume
 (measured against MVSNet by :func:`memory_vs_depth`). The paper trains with a
 cross-entropy loss on the probability volume :math:`P = \operatorname{softmax}_d(-C_{reg})`
-(:func:`depth_cross_entropy`) and reads the depth by **winner-take-all** (argmax).
+(:func:`depth_cross_entropy`) and reads the depth by **winner-take-all** (argmax). A
+winner-take-all depth lies on the planes (a staircase); the paper removes the steps with a
+variational refinement of the depth map (the paper's Sec. 4.2). With ``subplane`` the argmax is moved between
+the planes by the classical sub-pixel step of stereo, the vertex of the parabola through the
+log-probabilities of the winner and its two neighbours (:func:`subplane_argmax`).
 
 Same model interface as :class:`coursekit.models.mvs.mvsnet.MVSNet`.
 """
@@ -32,7 +36,7 @@ from .cost_volume import expectation, probability_confidence
 from .memory import peak_tensor_memory
 from .mvsnet import DepthRefinement, FeatureNet, depth_l1_loss, resize_depth
 
-__all__ = ["ConvGRUCell", "RMVSNet", "depth_cross_entropy", "memory_vs_depth"]
+__all__ = ["ConvGRUCell", "RMVSNet", "subplane_argmax", "depth_cross_entropy", "memory_vs_depth"]
 
 
 class ConvGRUCell(nn.Module):
@@ -53,6 +57,37 @@ class ConvGRUCell(nn.Module):
         return (1 - z) * h + z * candidate
 
 
+def subplane_argmax(log_prob: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    r"""Winner-take-all moved between the planes: the vertex of the parabola through the argmax and its neighbours.
+
+    With :math:`\ell_k = \log P_k` and :math:`k^* = \arg\max_k \ell_k`,
+
+    .. math::  \delta = \frac{\ell_{k^*-1} - \ell_{k^*+1}}{2\,(\ell_{k^*-1} - 2\ell_{k^*} + \ell_{k^*+1})}
+               \in [-\tfrac12, \tfrac12], \qquad
+               \hat d = d_{k^*} + \delta\, \frac{d_{k^*+1} - d_{k^*-1}}{2}
+
+    (exact for a Gaussian-shaped peak; :math:`\delta = 0` at the first and last plane and where
+    the three values are flat). No gradient (like the argmax).
+
+    Args:
+        log_prob: ``(B, D, h, w)`` log-probabilities (or negated costs: any per-pixel offset cancels).
+        values: ``(B, D)`` increasing, uniformly spaced plane depths.
+
+    Returns:
+        ``(B, h, w)`` depths within half a plane of the winner-take-all depth.
+    """
+    B, D = log_prob.shape[:2]
+    k = log_prob.argmax(1, keepdim=True)
+    left, right = (k - 1).clamp(0, D - 1), (k + 1).clamp(0, D - 1)
+    l0, lm, lp = (log_prob.gather(1, i)[:, 0] for i in (k, left, right))
+    curvature = lm - 2 * l0 + lp
+    inner = (k[:, 0] > 0) & (k[:, 0] < D - 1) & (curvature < 0)
+    delta = torch.where(inner, (lm - lp) / (2 * curvature).clamp(max=-1e-12), torch.zeros_like(l0)).clamp(-0.5, 0.5)
+    vals = values[..., None, None].expand(B, D, *log_prob.shape[-2:])
+    step = (vals.gather(1, right) - vals.gather(1, left))[:, 0] / (right - left)[:, 0].clamp_min(1)
+    return vals.gather(1, k)[:, 0] + delta * step
+
+
 class RMVSNet(nn.Module):
     """R-MVSNet: shared features, per-plane variance cost, three stacked conv GRUs, per-plane cost.
 
@@ -64,16 +99,20 @@ class RMVSNet(nn.Module):
             refinement network (:class:`~coursekit.models.mvs.mvsnet.DepthRefinement`; the paper
             refines with a variational step instead). The refinement sees the winner-take-all depth
             in training too (no gradient into the GRUs: they learn from the cross entropy).
+        subplane: read the depth by :func:`subplane_argmax` instead of the plain winner-take-all
+            (in both modes, so the refinement trains on what it refines at test time).
 
-    ``forward(images, K, R, t, depth_values)`` -> dict ``depth`` (winner-take-all in eval mode,
+    ``forward(images, K, R, t, depth_values)`` -> dict ``depth`` (winner-take-all, or its ``subplane``
+    refinement, in eval mode,
     soft argmin in training mode, which the loss does not use; with ``refine`` the refined
-    ``(B, H, W)`` map in both modes, and ``initial`` the winner-take-all ``(B, h, w)``),
+    ``(B, H, W)`` map in both modes, and ``initial`` the (sub-plane) winner-take-all ``(B, h, w)``),
     ``confidence`` (at ``depth``'s resolution), ``prob`` ``(B, D, h, w)`` and ``depth_values`` ``(B, D)``.
     """
 
     def __init__(self, channels: int = 16, stride: int = 2, hidden: tuple[int, int, int] = (16, 4, 2),
-                 refine: bool = False):
+                 refine: bool = False, subplane: bool = False):
         super().__init__()
+        self.subplane = subplane
         self.refinement = DepthRefinement() if refine else None
         self.features = FeatureNet(channels, stride)
         ins = (channels,) + hidden[:-1]
@@ -101,8 +140,12 @@ class RMVSNet(nn.Module):
                 states[k] = cell(x, states[k])
                 x = states[k]
             costs.append(self.out(x))
-        prob = F.softmax(-torch.cat(costs, 1), dim=1)
-        wta = depth_values.gather(1, prob.argmax(1).flatten(1)).reshape(B, h, w)
+        log_prob = F.log_softmax(-torch.cat(costs, 1), dim=1)
+        prob = log_prob.exp()
+        if self.subplane:
+            wta = subplane_argmax(log_prob.detach(), depth_values)
+        else:
+            wta = depth_values.gather(1, prob.argmax(1).flatten(1)).reshape(B, h, w)
         depth = expectation(prob, depth_values) if self.training and self.refinement is None else wta
         out = {"depth": depth, "prob": prob, "depth_values": depth_values,
                "confidence": probability_confidence(prob, depth_values, depth.detach())}
