@@ -291,6 +291,7 @@ def test_gcnet_shapes_subpixel_output_and_depth():
     out = model(left, right)
     assert out["disparity"].shape == (2, 16, 24) and out["cost"].shape == (2, 8, 16, 24)
     assert not torch.equal(out["disparity"], out["disparity"].round())  # soft argmin: off the integer grid
+    assert torch.allclose(out["disparity"], soft_argmin(out["cost"], torch.arange(8.0)), atol=1e-6)  # the slide's formula
     assert torch.equal(out["hard"], out["hard"].round())
     assert out["confidence"].shape == (2, 16, 24) and ((out["confidence"] >= 0) & (out["confidence"] <= 1 + 1e-6)).all()
     disparity_l1_loss(out, torch.full((2, 16, 24), 3.0)).backward()

@@ -12,7 +12,9 @@ r"""GC-Net (Kendall et al., ICCV 2017): stereo on a rectified pair with a concat
 
    .. math::  \text{soft argmin} := \sum_{d=0}^{D_{max}} d \times \sigma(-c_d)
 
-   giving **sub-pixel** disparities (a hard argmin is stuck on the integer grid).
+   giving **sub-pixel** disparities (a hard argmin is stuck on the integer grid);
+   :func:`~coursekit.models.mvs.cost_volume.soft_argmin` is this formula, computed here from the
+   softmax volume that the confidence map reads too.
 5. Optionally (``refine``, not in the paper) the residual refinement with the left image that
    :class:`~coursekit.models.mvs.mvsnet.MVSNet` and :class:`~coursekit.models.mvs.rmvsnet.RMVSNet`
    use in the lecture's table (:class:`~coursekit.models.mvs.mvsnet.DepthRefinement`, on the
@@ -32,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .cost_volume import concat_cost_volume, hard_argmin, probability_confidence, soft_argmin
+from .cost_volume import concat_cost_volume, expectation, hard_argmin, probability_confidence
 from .mvsnet import CostRegularization, DepthRefinement, FeatureNet
 
 __all__ = ["GCNet", "disparity_l1_loss", "disparity_to_depth"]
@@ -70,9 +72,10 @@ class GCNet(nn.Module):
         cost = self.regularization(volume)
         cost = F.interpolate(cost.unsqueeze(1), size=(self.max_disparity, H, W), mode="trilinear", align_corners=False)[:, 0]
         values = torch.arange(self.max_disparity, dtype=cost.dtype, device=cost.device)
-        disparity = soft_argmin(cost, values)
+        prob = F.softmax(-cost, dim=1)
+        disparity = expectation(prob, values)  # soft argmin (step 4)
         out = {"disparity": disparity, "hard": hard_argmin(cost, values), "cost": cost,
-               "confidence": probability_confidence(F.softmax(-cost, dim=1), values, disparity.detach())}
+               "confidence": probability_confidence(prob, values, disparity.detach())}
         if self.refinement is not None:
             out["initial"] = out["disparity"]
             lo = cost.new_zeros(B)
