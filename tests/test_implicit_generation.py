@@ -13,7 +13,7 @@ from coursekit.models.generation.deepsdf import (AutoDecoder, DeepSDFDecoder, cl
                                                  interpolate_codes)
 from coursekit.models.generation.imnet import imnet, imnet_clip, imnet_loss
 from coursekit.models.generation.marching import (grid_points, march, march_field, march_voxels, mesh_volume,
-                                                  sample_grid, score_mesh)
+                                                  offset_mesh, sample_grid, score_mesh)
 from coursekit.models.generation.marrnet import (ImageToVoxels, MarrNet, SketchNet, Sketches, reprojection_losses,
                                                  sketch_loss, voxel_sketches)
 from coursekit.models.generation.occupancy_network import occupancy_loss, occupancy_network
@@ -57,6 +57,19 @@ def test_axis_order_on_an_anisotropic_box_and_non_cubic_grid():
     assert float(mesh_volume(v, f)) == pytest.approx(8 * 0.7 * 0.35 * 0.15, rel=0.05)
     # the check can fail: the vertices in scikit-image's (z, y, x) order are not the box
     assert not torch.allclose(v.flip(-1).amin(0), lo, atol=0.02)
+
+
+def test_offset_mesh_moves_vertices_along_their_outward_normals():
+    v, f = march_field(lambda p: p.norm(dim=-1) - 0.5, 32)          # a sphere of radius 0.5, outward faces
+    for d in (0.1, -0.2):
+        assert offset_mesh(v, f, d).norm(dim=-1).sub(0.5 + d).abs().max() < 2e-3
+    # a rod of radius 0.02 dilated by 0.05, marched on a grid coarser than the rod: moved back by -0.05 it is
+    # the rod again (moving the other way, or by the wrong amount, misses it by 0.1 or 0.05)
+    rod = lambda p: (p[:, [0, 2]].norm(dim=-1) - 0.02).maximum(p[:, 1].abs() - 0.6)  # noqa: E731
+    v, f = march_field(lambda p: rod(p) - 0.05, 30)
+    side = v[:, 1].abs() < 0.5
+    assert offset_mesh(v, f, -0.05)[side][:, [0, 2]].norm(dim=-1).sub(0.02).abs().max() < 5e-3
+    assert torch.equal(offset_mesh(v, f[:0], 0.1), v)                # no faces: nothing moves
 
 
 def test_march_occupancy_inside_above_matches_the_sdf_mesh_and_voxel_units_differ():
@@ -306,7 +319,8 @@ def test_deepsdf_of_the_fast_profile_meshes_every_test_shape_and_beats_the_spher
 
 def test_predict_meshes_marches_each_field_at_its_stated_level():
     # IM-Net is meshed at 0.4: a field that never reaches 0.5 has a surface there. Marched at the old 0.5
-    # the same field gives an empty mesh, so this fails on the old level. OccNet: logit 0 (probability 0.5).
+    # the same field gives an empty mesh, so this fails on the old level. OccNet: probability 0.4 (logit
+    # log(0.4 / 0.6)); at its old probability 0.5 the sphere below would come out at radius 0.4.
     from coursekit.models.generation.implicit_table import LEVELS, make_implicit_set, predict_meshes
     from coursekit.models.generation.occupancy_network import ConditionalField
 
@@ -324,14 +338,16 @@ def test_predict_meshes_marches_each_field_at_its_stated_level():
 
     test = make_implicit_set(("mug",), 1, image_size=8, n_samples=16, resolution=4, progress=False)
     sizes = {"march_resolution": 32}
-    assert LEVELS == {"DeepSDF": 0.0, "OccNet": 0.0, "IM-Net": 0.4}
+    assert LEVELS == {"DeepSDF": 0.0, "OccNet": pytest.approx(math.log(0.4 / 0.6)), "IM-Net": 0.4}
     imnet_like = ConditionalField(Code(), Radial(0.46, -0.3))       # 0.46 at the centre, 0.4 at radius 0.2
     (v, f), = predict_meshes("IM-Net", imnet_like, test, sizes, torch.Generator())
     assert len(f) > 0 and v.norm(dim=-1).mean() == pytest.approx(0.2, abs=0.02)
     assert len(march_field(imnet_like.field(test.images[:1]), 32, level=0.5, inside="above")[1]) == 0
-    occnet = ConditionalField(Code(), Radial(1.0, -2.5))             # logit 0 at radius 0.4
+    (v, f), = predict_meshes("IM-Net", imnet_like, test, {"march_resolution": 32, "thickness": 0.05}, torch.Generator())
+    assert v.norm(dim=-1).mean() == pytest.approx(0.15, abs=0.02)     # the mesh of a dilated target moves back by it
+    occnet = ConditionalField(Code(), Radial(1.0, -2.5))             # probability 0.4 at radius 0.562, 0.5 at 0.4
     (v, f), = predict_meshes("OccNet", occnet, test, sizes, torch.Generator())
-    assert v.norm(dim=-1).mean() == pytest.approx(0.4, abs=0.02)
+    assert v.norm(dim=-1).mean() == pytest.approx((1.0 - math.log(0.4 / 0.6)) / 2.5, abs=0.02)
 
 
 def test_thickened_sdf_dilates_the_solid_and_models_train_on_it():
@@ -342,6 +358,22 @@ def test_thickened_sdf_dilates_the_solid_and_models_train_on_it():
     assert torch.equal(thickened_sdf(torch.tensor([0.5, -0.2]), 0.0), torch.tensor([0.5, -0.2]))
     with pytest.raises(ValueError, match="thickness"):
         thickened_sdf(torch.zeros(3), -0.1)
+
+
+def test_occupancy_samples_straddle_the_dilated_surface():
+    # The near samples are centred on the surface the occupancy models learn (the solid dilated by delta):
+    # with sigma << delta about half of them are inside the dilated solid. Centred on the true surface
+    # (offset ignored) every one of them is inside it, and the field never sees its boundary.
+    from coursekit.models.generation.implicit_table import occupancy_samples, thickened_sdf
+    shapes = [make_shape("car", 3), make_shape("lamp", 1)]
+    points, occ = occupancy_samples(shapes, 2000, {"thickness": 0.05, "field_near_std": 0.005},
+                                    torch.Generator().manual_seed(0))
+    assert points.shape == (2, 2000, 3) and occ.shape == (2, 2000)
+    inside_near = occ[:, :1000].mean(1)                  # the first half: near the surface
+    assert ((inside_near > 0.4) & (inside_near < 0.7)).all(), f"near samples inside the dilated solid: {inside_near}"
+    assert (points[:, 1000:].abs() <= 1).all()           # the second half: uniform in the cube
+    for shape, p, o in zip(shapes, points, occ):
+        assert torch.equal(o, (thickened_sdf(shape.sdf(p).float(), 0.05) <= 0).float())
 
 
 def test_occupancy_samples_are_redrawn_from_the_pool_every_epoch():

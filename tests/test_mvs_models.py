@@ -250,7 +250,7 @@ def test_train_steps_decays_the_rate_on_a_cosine_over_the_budget():
             self.w = torch.nn.Parameter(torch.zeros(1))
 
         def forward(self, x):
-            seen.append(float(self.w))
+            seen.append(float(self.w.detach()))
             return self.w * x
 
     loader = [{"x": torch.ones(1), "y": torch.zeros(1)}] * 5

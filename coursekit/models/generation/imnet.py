@@ -11,13 +11,16 @@ trained by mean squared error against the inside/outside value:
 
 .. math::  \mathcal{L} = \frac{1}{BK} \sum_{b,k} \big(f(z_b, p_{bk}) - o_{bk}\big)^2
 
-The surface is :math:`f = 0.5` (``march(..., level=0.5, inside="above")``).
+The surface is :math:`f = 0.5` (``march(..., level=0.5, inside="above")``; the table of
+:mod:`.implicit_table` marches at 0.4, see its ``LEVELS``).
 
 Kept from the paper (``IM-NET-pytorch/modelAE.py``, ``generator``): the skip of ``[z, p]``
 into every layer, LeakyReLU 0.02, the output clamp, the MSE loss. Changed: widths from the
 profile tables (paper: 2048, 1024, 512, 256, 128 with ``gf_dim = 128``), the encoder (the
 shared image or point encoder of :mod:`.encoders` instead of IM-AE's 3D CNN / IM-SVR's
-ResNet), no coarse-to-fine 16^3 -> 32^3 -> 64^3 sampling schedule.
+ResNet), trained end to end from the observation (the paper trains the auto-encoder IM-AE on
+voxels first and then IM-SVR's image encoder to regress its codes), no coarse-to-fine
+16^3 -> 32^3 -> 64^3 sampling schedule.
 
 Shapes: ``points (B, K, 3)``, ``codes (B, C) -> (B, K)`` in ``[0, 1]`` (nearly).
 """

@@ -37,8 +37,8 @@ from ...metrics.chamfer import chamfer_distance
 from ...metrics.fscore import fscore
 from ...metrics.normals import normal_consistency
 
-__all__ = ["grid_points", "sample_grid", "march", "march_field", "march_voxels", "mesh_volume", "MeshScore", "score_mesh", "mean_scores",
-           "EMPTY_MESH_NOTE"]
+__all__ = ["grid_points", "sample_grid", "march", "march_field", "march_voxels", "mesh_volume", "offset_mesh",
+           "MeshScore", "score_mesh", "mean_scores", "EMPTY_MESH_NOTE"]
 
 Bounds = tuple[float, float]
 
@@ -213,6 +213,31 @@ def mesh_volume(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
         return vertices.new_zeros(())
     a, b, c = vertices[faces].unbind(1)
     return (a * torch.linalg.cross(b, c)).sum() / 6
+
+
+def offset_mesh(vertices: torch.Tensor, faces: torch.Tensor, distance: float) -> torch.Tensor:
+    r"""Move every vertex by ``distance`` along its normal (outwards for ``distance > 0``, inwards below 0).
+
+    .. math::  v' = v + d\, \frac{n_v}{\lVert n_v \rVert}, \qquad
+               n_v = \sum_{f \ni v} (b_f - a_f) \times (c_f - a_f)
+
+    (the area-weighted normals of the faces around ``v``; outward for outward-wound faces). With
+    ``distance = -δ`` it undoes a dilation by δ where the surface is smooth on the scale of δ: the
+    surface of a thin rod or wall dilated by δ comes back to the rod or wall.
+
+    Args:
+        vertices: ``(V, 3)``; faces: ``(F, 3)`` int64. distance: :math:`d`.
+
+    Returns:
+        ``(V, 3)`` moved vertices (the faces are unchanged; a vertex used by no face stays put).
+    """
+    if faces.numel() == 0:
+        return vertices.clone()
+    a, b, c = vertices[faces].unbind(1)
+    face_normals = torch.linalg.cross(b - a, c - a)
+    normals = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), face_normals.repeat_interleave(3, 0))
+    length = normals.norm(dim=1, keepdim=True)
+    return vertices + distance * torch.where(length > 0, normals / length.clamp_min(1e-300), torch.zeros_like(normals))
 
 
 class MeshScore(NamedTuple):

@@ -8,9 +8,9 @@ points sampled in the volume with their true occupancy :math:`o \in \{0, 1\}`:
 
 .. math::  \mathcal{L} = \frac{1}{BK} \sum_{b, k} \mathrm{BCE}\big(\sigma(f_\theta(p_{bk}, g_\psi(x_b))),\ o_{bk}\big)
 
-The surface is the level set :math:`\sigma(f) = \tau` (``tau = 0.5``, i.e. logit 0 here, the
-authors' default configuration; their single-image configuration uses 0.2 — see
-:data:`coursekit.models.generation.implicit_table.LEVELS` for why the table keeps 0.5), extracted with
+The surface is the level set :math:`\sigma(f) = \tau` (``tau = 0.5``, i.e. logit 0, the authors'
+default configuration; their single-image configuration uses 0.2 and the table of
+:mod:`coursekit.models.generation.implicit_table` 0.4, see its ``LEVELS``), extracted with
 :func:`coursekit.models.generation.marching.march` (``level=0``, ``inside="above"``).
 
 Kept from the paper: the decoder ("Decoder" of ``im2mesh/onet/models/decoder.py``: the point
