@@ -450,14 +450,14 @@ def predict_meshes(model_name: str, model, test: ImplicitSet, sizes: dict, gener
                                steps=sizes["infer_steps"], generator=generator, progress=progress)
         meshes = [march_field(lambda p, z=z: model.decoder(p[None], z[None])[0], res, level=LEVELS[model_name])
                   for z in codes]
-        return [(offset_mesh(v, f, -delta), f) for v, f in meshes]
-    if model_name in ("OccNet", "IM-Net"):
+    elif model_name in ("OccNet", "IM-Net"):
         meshes = [march_field(model.field(img[None]), res, level=LEVELS[model_name], inside="above")
                   for img in test.images]
-        return [(offset_mesh(v, f, -delta), f) for v, f in meshes]
-    with torch.no_grad():
-        logits = model(test.images)[1] if model_name == "MarrNet" else model(test.images)
-    return _voxel_meshes(logits)
+    else:
+        with torch.no_grad():
+            logits = model(test.images)[1] if model_name == "MarrNet" else model(test.images)
+        return _voxel_meshes(logits)
+    return [(offset_mesh(v, f, -delta), f) for v, f in meshes]
 
 
 def _score_all(meshes, test: ImplicitSet, sizes: dict) -> dict[str, float]:

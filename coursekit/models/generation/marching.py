@@ -236,8 +236,8 @@ def offset_mesh(vertices: torch.Tensor, faces: torch.Tensor, distance: float) ->
     a, b, c = vertices[faces].unbind(1)
     face_normals = torch.linalg.cross(b - a, c - a)
     normals = torch.zeros_like(vertices).index_add_(0, faces.reshape(-1), face_normals.repeat_interleave(3, 0))
-    length = normals.norm(dim=1, keepdim=True)
-    return vertices + distance * torch.where(length > 0, normals / length.clamp_min(1e-300), torch.zeros_like(normals))
+    length = normals.norm(dim=1, keepdim=True).clamp_min(torch.finfo(vertices.dtype).tiny)  # unused vertex: 0
+    return vertices + distance * (normals / length)
 
 
 class MeshScore(NamedTuple):
