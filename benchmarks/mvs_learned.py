@@ -6,8 +6,8 @@ Prints, for the active profile (``COURSEKIT_PROFILE``; sizes in :data:`SIZES`):
    and of the *true* occupancy at LSM's grid resolution against the voxel size (a chair of the
    procedural world, scaled to the scenes' 0.3 m);
 2. **SurfaceNet** and **LSM** trained on procedural MVS scenes (:mod:`coursekit.data.mvs`) and
-   scored with the DTU protocol on held-out scenes, next to the plane-sweep baseline fused
-   with :func:`coursekit.geometry.depth_fusion.fuse_depth_maps`;
+   scored with the DTU protocol on held-out scenes, next to the plane-sweep baseline: their rows of the
+   lecture's table (:func:`coursekit.models.mvs.mvs_table.run_mvs_table`, that module's sizes and budgets);
 3. **Point-MVSNet** per iteration (the slide's table: accuracy, completeness, overall, f-score,
    depth-map resolution, depth interval, memory, runtime), refining a plane-sweep coarse depth at
    1/4 resolution, per reference view of the held-out scenes (its ground truth: that view's
@@ -36,23 +36,22 @@ from _timing import measure  # noqa: E402
 from coursekit import runtime  # noqa: E402
 from coursekit.data.mvs import make_mvs_scenes  # noqa: E402
 from coursekit.data.world.shapes import make_shape  # noqa: E402
-from coursekit.geometry.depth_fusion import depth_to_points, fuse_depth_maps  # noqa: E402
+from coursekit.geometry.depth_fusion import depth_to_points  # noqa: E402
 from coursekit.geometry.homography import depth_planes, scale_intrinsics  # noqa: E402
-from coursekit.metrics.dtu import dtu_metrics  # noqa: E402
-from coursekit.models.mvs import banet, lsm, point_mvsnet, surfacenet  # noqa: E402
+from coursekit.models.mvs import banet, lsm, mvs_table, point_mvsnet, surfacenet  # noqa: E402
 from coursekit.models.mvs.memory import peak_tensor_memory  # noqa: E402
 from coursekit.models.mvs.plane_sweep import PlaneSweep  # noqa: E402
 
 SIZES = {
-    "fast": dict(size=(32, 48), n_views=5, n_train=2, n_test=1, sn_res=16, sn_epochs=2, lsm_res=16, lsm_epochs=2,
-                 lsm_fusion="gru", pm_steps=10, n_depths=16, tau=0.01, limits=(8, 16, 32), lm_size=(32, 32)),
-    "cpu": dict(size=(48, 64), n_views=7, n_train=10, n_test=2, sn_res=32, sn_epochs=12, lsm_res=32, lsm_epochs=12,
-                lsm_fusion="max", pm_steps=200, n_depths=32, tau=0.01, limits=(8, 16, 32, 64, 128), lm_size=(64, 64)),
-    "gpu": dict(size=(96, 128), n_views=7, n_train=48, n_test=3, sn_res=64, sn_epochs=30, lsm_res=64, lsm_epochs=60,
-                lsm_fusion="gru", pm_steps=2000, n_depths=48, tau=0.005, limits=(8, 16, 32, 64, 128, 256), lm_size=(64, 64)),
+    "fast": dict(size=(32, 48), n_views=5, n_train=2, n_test=1, sn_res=16, lsm_res=16, lsm_fusion="gru", pm_steps=10,
+                 n_depths=16, tau=0.01, limits=(8, 16, 32), lm_size=(32, 32)),
+    "cpu": dict(size=(48, 64), n_views=7, n_train=10, n_test=2, sn_res=32, lsm_res=32, lsm_fusion="max", pm_steps=200,
+                n_depths=32, tau=0.01, limits=(8, 16, 32, 64, 128), lm_size=(64, 64)),
+    "gpu": dict(size=(96, 128), n_views=7, n_train=48, n_test=3, sn_res=64, lsm_res=64, lsm_fusion="gru", pm_steps=2000,
+                n_depths=48, tau=0.005, limits=(8, 16, 32, 64, 128, 256), lm_size=(64, 64)),
 }
-"""Sizes per profile (cpu: about 15 minutes in all on 2 loaded cores; LSM uses max-pooling fusion there because
-the GRU over 7 views at 32^3 costs ~3x more per step)."""
+"""Sizes per profile of sections 1 and 3-5 (section 2 uses :data:`coursekit.models.mvs.mvs_table.SIZES`; in section 5
+LSM uses max-pooling fusion in cpu because the GRU over 7 views at 32^3 costs ~3x more per step)."""
 
 MM = 1000.0
 
@@ -63,11 +62,6 @@ def table(rows: list[dict], columns: list[str]) -> None:
     print("|" + "---|" * len(columns))
     for r in rows:
         print("| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |", flush=True)
-
-
-def mm_row(name: str, metrics: dict, **extra) -> dict:
-    return {"method": name, "acc": metrics["acc"] * MM, "comp": metrics["comp"] * MM, "overall": metrics["overall"] * MM,
-            "fscore": metrics["fscore"], **extra}
 
 
 def limits(cfg) -> None:
@@ -99,39 +93,11 @@ def plane_sweep_depths(scene, n_depths: int, stride: int = 1):
     return torch.stack(depths), torch.stack(conf), K, planes
 
 
-def voxel_methods(cfg, train, test) -> None:
-    print("\n## 2. SurfaceNet and LSM on held-out procedural scenes (DTU protocol, mm), vs the plane sweep\n")
-    rows = []
-    for scene in test:
-        start = time.perf_counter()
-        depths, conf, _, planes = plane_sweep_depths(scene, cfg["n_depths"])
-        fused = fuse_depth_maps(depths, scene.K, scene.R, scene.t, images=scene.images, confidence=conf, pairs=scene.pairs)
-        rows.append(mm_row("plane sweep (NCC, WTA) + fusion", dtu_metrics(fused["points"], scene.points, tau=cfg["tau"]),
-                           scene=scene.name, seconds=time.perf_counter() - start, res=f"{cfg['size'][1]}x{cfg['size'][0]}",
-                           interval=(planes[1] - planes[0]).item() * MM))
-    gen = torch.Generator().manual_seed(0)
-    torch.manual_seed(0)
-    sn = surfacenet.SurfaceNet(width=16, side_channels=8)
-    start = time.perf_counter()
-    surfacenet.fit_surfacenet(sn, train, cfg["sn_res"], epochs=cfg["sn_epochs"], generator=gen)
-    sn_train = time.perf_counter() - start
-    lm = lsm.LSM(resolution=cfg["lsm_res"], feature_channels=16, width=16, fusion=cfg["lsm_fusion"])
-    start = time.perf_counter()
-    lsm.fit_lsm(lm, train, epochs=cfg["lsm_epochs"], generator=gen)
-    lsm_train = time.perf_counter() - start
-    for scene in test:
-        center, side = surfacenet.scene_cube(scene.points)
-        start = time.perf_counter()
-        points, _ = surfacenet.reconstruct(sn, scene, cfg["sn_res"])
-        rows.append(mm_row(f"SurfaceNet {cfg['sn_res']}^3", dtu_metrics(points, scene.points, tau=cfg["tau"]), scene=scene.name,
-                           seconds=time.perf_counter() - start, res=f"voxel {side / cfg['sn_res'] * MM:.1f} mm",
-                           train_s=sn_train))
-        start = time.perf_counter()
-        points, _ = lsm.reconstruct(lm, scene)
-        rows.append(mm_row(f"LSM {cfg['lsm_res']}^3 ({cfg['lsm_fusion']})", dtu_metrics(points, scene.points, tau=cfg["tau"]), scene=scene.name,
-                           seconds=time.perf_counter() - start, res=f"voxel {side / cfg['lsm_res'] * MM:.1f} mm",
-                           train_s=lsm_train))
-    table(rows, ["method", "scene", "acc", "comp", "overall", "fscore", "res", "interval", "seconds", "train_s"])
+def voxel_methods() -> None:
+    print("\n## 2. SurfaceNet and LSM in the lecture's DTU table (mvs_table.SIZES of the profile), vs the plane sweep\n")
+    out = mvs_table.run_mvs_table(methods=("Plane sweep (SAD)", "SurfaceNet", "LSM"), progress=False)
+    print(mvs_table.format_table(out["rows"]))
+    print("\ntraining steps: " + ", ".join(f"{name} {len(losses)}" for name, losses in out["losses"].items()))
 
 
 def point_mvsnet_table(cfg, train, test) -> None:
@@ -245,14 +211,13 @@ def main(sections: list[str]) -> None:
     print(f"torch threads: {torch.get_num_threads()}")
     if "1" in want:
         limits(cfg)
-    if want & {"2", "3"}:
+    if "2" in want:
+        voxel_methods()
+    if "3" in want:
         kw = dict(n_views=cfg["n_views"], size=cfg["size"])
         train = make_mvs_scenes(cfg["n_train"], split="train", **kw)
         test = make_mvs_scenes(cfg["n_test"], split="test", **kw)
-        if "2" in want:
-            voxel_methods(cfg, train, test)
-        if "3" in want:
-            point_mvsnet_table(cfg, train, test)
+        point_mvsnet_table(cfg, train, test)
     if "4" in want:
         lm_layer(cfg)
     if "5" in want:

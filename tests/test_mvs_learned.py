@@ -12,13 +12,14 @@ from coursekit.data.mvs import make_mvs_scene, render_textured
 from coursekit.geometry.camera import camera_centers, fov_intrinsics, look_at, project, world_to_camera
 from coursekit.models.mvs.banet import (DampingNet, LMLayer, levenberg_marquardt, lm_step, make_two_view_problem,
                                         residual_jacobian, so3_exp, solve_scipy)
-from coursekit.models.mvs.lsm import (LSM, ConvGRU3d, carved_occupancy, fit_lsm, fuse_grids, occupancy_labels, resolution_limit,
+from coursekit.models.mvs.lsm import (LSM, ConvGRU3d, SceneGrids, carved_occupancy, fuse_grids, occupancy_labels, resolution_limit,
                                      unproject_features)
 from coursekit.models.mvs.lsm import reconstruct as reconstruct_lsm
 from coursekit.models.mvs.point_mvsnet import (PointMVSNet, depth_hypotheses, hypothesis_points, iteration_table,
                                                refinement_loss)
-from coursekit.models.mvs.surfacenet import (SurfaceNet, binarize, class_balanced_loss, colored_voxel_cube, cube_centers,
-                                             fit_surfacenet, quantization_error, surface_labels, surface_points)
+from coursekit.models.mvs.surfacenet import (SurfaceNet, TrainingCubes, binarize, class_balanced_loss, colored_voxel_cube,
+                                             cube_centers, quantization_error, scene_cube, scene_cubes, surface_labels,
+                                             surface_points)
 from coursekit.models.mvs.surfacenet import reconstruct as reconstruct_surfacenet
 
 
@@ -338,15 +339,42 @@ def test_carved_occupancy_of_a_plane():
     assert torch.equal(occ[0, 0].bool(), z > 0)  # in front of the plane (cameras at z < 0): seen through; behind: occupied
 
 
+def test_training_cubes_are_blocks_of_the_scene_grid():
+    """A training cube is a block of the whole scene's grid at some voxel offset (D <- z, H <- y, W <- x), so the
+    network trained on cubes sees the voxels that reconstruct() gives it; with cube = grid it is the scene cube."""
+    scene = make_mvs_scene(0, n_views=3, size=(16, 24), n_objects=(1, 1))
+    center, side = scene_cube(scene.points)
+    full = scene_cubes(scene, center, side, 16)
+    labels = surface_labels(scene.points[None], center[None], side, 16)[0]
+    whole = TrainingCubes([scene], grid=16, cube=16)[1]
+    torch.testing.assert_close(whole["cubes"], full[1])
+    torch.testing.assert_close(whole["labels"], labels)
+    cubes = TrainingCubes([scene], grid=16, cube=8, generator=torch.Generator().manual_seed(3))
+    for k in (0, 2):
+        item = cubes[k]
+        assert item["cubes"].shape == (6, 8, 8, 8) and item["labels"].shape == (1, 8, 8, 8)
+        matches = [(z, y, x) for z in range(9) for y in range(9) for x in range(9)
+                   if torch.allclose(item["cubes"], full[k][:, z:z + 8, y:y + 8, x:x + 8], atol=1e-5)
+                   and torch.equal(item["labels"], labels[:, z:z + 8, y:y + 8, x:x + 8])]
+        assert len(matches) >= 1, "the training cube is no block of the scene grid"
+    with pytest.raises(ValueError, match="divisible by 4"):
+        TrainingCubes([scene], grid=16, cube=6)
+
+
 def test_scene_pipelines_run_end_to_end():
     scene = make_mvs_scene(0, n_views=3, size=(16, 24), n_objects=(1, 1))
-    gen = torch.Generator().manual_seed(0)
     sn = SurfaceNet(width=4, side_channels=4)
-    history = fit_surfacenet(sn, [scene], resolution=8, epochs=1, generator=gen)
-    assert len(history) == 1 and math.isfinite(history[0]["train_loss"])
+    batch = next(iter(torch.utils.data.DataLoader(TrainingCubes([scene], 8, 8), batch_size=2)))
+    loss = class_balanced_loss(sn(batch["cubes"]), batch["labels"])
+    loss.backward()
+    assert math.isfinite(loss.item())
     points, prob = reconstruct_surfacenet(sn, scene, 8, threshold=0.0)
     assert prob.shape == (1, 1, 8, 8, 8) and points.shape == (8 ** 3, 3)
     net = LSM(resolution=8, feature_channels=4, width=4, fusion="max")
-    assert math.isfinite(fit_lsm(net, [scene], epochs=1, generator=gen)[0]["train_loss"])
+    grids = SceneGrids([scene], 8)
+    item = next(iter(torch.utils.data.DataLoader(grids, batch_size=1)))
+    assert item["images"].shape == (1, 3, 3, 16, 24) and item["occupancy"].shape == (1, 1, 8, 8, 8)
+    logits = net(*(item[k] for k in ("images", "K", "R", "t", "center", "side")))
+    assert math.isfinite(torch.nn.functional.binary_cross_entropy_with_logits(logits, item["occupancy"]).item())
     points, prob = reconstruct_lsm(net, scene, n_points=500)
     assert prob.shape == (1, 1, 8, 8, 8) and points.dim() == 2 and points.shape[1] == 3

@@ -187,22 +187,13 @@ def test_mvs_networks_shapes_losses_and_gradients(cls, loss_fn):
 def test_full_resolution_refinement_outputs_image_size_and_trains_every_part():
     torch.manual_seed(0)
     images, K, R, t, values, gt = _batch()
-    for model, loss_fn in ((MVSNet(full_resolution=True), depth_l1_loss), (RMVSNet(refine=True), depth_cross_entropy)):
-        out = model(images, K, R, t, values)
-        assert out["depth"].shape == (2, 16, 24) and out["confidence"].shape == (2, 16, 24)
-        assert out["initial"].shape == (2, 8, 12) and out["prob"].shape == (2, 8, 8, 12)
-        loss = loss_fn(out, gt)
-        loss.backward()
-        assert all(p.grad is not None for p in model.refinement.parameters())
-        assert all(p.grad is not None for p in model.features.parameters())
-    # the refined map's L1 is part of R-MVSNet's loss: a refined map equal to the GT lowers it by exactly that term
-    exact = dict(out, depth=gt.clone())
-    gap = depth_cross_entropy(out, gt) - depth_cross_entropy(exact, gt)
-    torch.testing.assert_close(gap, depth_l1_loss({"depth": out["depth"]}, gt))
-    # R-MVSNet refines the winner-take-all depth, also in training mode
-    model.train()
+    model = MVSNet(full_resolution=True)
     out = model(images, K, R, t, values)
-    assert torch.isin(out["initial"], values.contiguous()).all()
+    assert out["depth"].shape == (2, 16, 24) and out["confidence"].shape == (2, 16, 24)
+    assert out["initial"].shape == (2, 8, 12) and out["prob"].shape == (2, 8, 8, 12)
+    depth_l1_loss(out, gt).backward()
+    assert all(p.grad is not None for p in model.refinement.parameters())
+    assert all(p.grad is not None for p in model.features.parameters())
     with pytest.raises(ValueError, match="refine"):
         MVSNet(refine=False, full_resolution=True)
 
@@ -334,14 +325,14 @@ def test_subplane_argmax_finds_the_vertex_of_a_sampled_parabola():
 def test_rmvsnet_subplane_readout_stays_within_half_a_plane_of_the_winner():
     torch.manual_seed(0)
     images, K, R, t, values, _ = _batch()
-    plain = RMVSNet(refine=True).eval()
-    sub = RMVSNet(refine=True, subplane=True).eval()
+    plain = RMVSNet().eval()
+    sub = RMVSNet(subplane=True).eval()
     sub.load_state_dict(plain.state_dict())
     with torch.no_grad():
         a, b = plain(images, K, R, t, values), sub(images, K, R, t, values)
     step = float(values[0, 1] - values[0, 0])
-    assert torch.isin(a["initial"], values.contiguous()).all() and not torch.isin(b["initial"], values.contiguous()).all()
-    assert ((b["initial"] - a["initial"]).abs() <= step / 2 + 1e-6).all()
+    assert torch.isin(a["depth"], values.contiguous()).all() and not torch.isin(b["depth"], values.contiguous()).all()
+    assert ((b["depth"] - a["depth"]).abs() <= step / 2 + 1e-6).all()
 
 
 def test_peak_tensor_memory_counts_live_storages():
@@ -436,12 +427,16 @@ def test_table_runs_end_to_end_on_tiny_sizes():
     from coursekit.models.mvs.mvs_table import COLUMNS, PUBLISHED, format_table, run_mvs_table
 
     sizes = dict(size=(16, 24), n_views=3, n_train=1, n_test=1, n_depths=8, n_src=2, batch=2, steps=2,
-                 train_seconds=30.0, max_disparity=8, baseline=0.2, lr=1e-3, tau=0.01)
+                 train_seconds=30.0, max_disparity=8, baseline=0.2, lr=1e-3, tau=0.01, sn_grid=8, sn_cube=8,
+                 sn_threshold=0.5, lsm_grid=8)
     out = run_mvs_table(seed=0, progress=False, sizes=sizes)
     names = [r["Method"] for r in out["rows"]]
-    assert names == ["Plane sweep (SAD)", "Plane sweep (NCC)", "MVSNet", "R-MVSNet", "Point-MVSNet", "GC-Net"]
+    assert names == ["Plane sweep (SAD)", "Plane sweep (NCC)", "Plane sweep (SAD) + variational", "SurfaceNet", "LSM",
+                     "MVSNet", "R-MVSNet", "Point-MVSNet", "GC-Net"]
     for r in out["rows"]:
         assert set(COLUMNS) <= set(r) and r["Mem. (MB)"] > 0 and r["Runtime (s)"] > 0
     text = format_table(out["rows"] + list(PUBLISHED))
     assert text.splitlines()[0].startswith("| Method | Acc. (mm)") and "0.551" in text
-    assert len(out["losses"]["MVSNet"]) == 2
+    assert len(out["losses"]["MVSNet"]) == 2 and len(out["losses"]["SurfaceNet"]) == 2
+    voxel = {r["Method"]: r for r in out["rows"]}["SurfaceNet"]
+    assert voxel["Depth Map Res."] == "8^3 voxels" and math.isnan(voxel["abs depth (mm)"])

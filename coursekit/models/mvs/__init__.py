@@ -10,6 +10,7 @@ module                       what
 :mod:`.gcnet`                GC-Net: rectified stereo, concatenation volume, soft argmin
 :mod:`.mvsnet`               MVSNet: features, homography warping, variance volume, 3D U-Net
 :mod:`.rmvsnet`              R-MVSNet: slice-by-slice conv-GRU regularisation, memory vs ``D``
+:mod:`.variational`          R-MVSNet's variational refinement: photometric error + smoothness
 :mod:`.point_mvsnet`         Point-MVSNet: PointFlow refinement of a coarse depth map
 :mod:`.banet`                BA-Net: a differentiable Levenberg-Marquardt layer
 :mod:`.memory`               peak tensor memory of a computation (any device)

@@ -33,7 +33,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ...geometry.camera import project
@@ -52,7 +51,7 @@ __all__ = [
     "occupancy_surface",
     "resolution_limit",
     "carved_occupancy",
-    "fit_lsm",
+    "SceneGrids",
     "reconstruct",
 ]
 
@@ -334,20 +333,23 @@ def _scene_inputs(scene, resolution: int):
             carved_occupancy(scene.depth, scene.K, scene.R, scene.t, center, side, resolution))
 
 
-def fit_lsm(model: LSM, scenes, epochs: int, lr: float = 1e-3, batch_size: int = 1, generator: torch.Generator | None = None,
-            progress: bool = False):
-    """Train on whole scenes (all views, the cube of :func:`coursekit.models.mvs.surfacenet.scene_cube`) against
-    :func:`carved_occupancy`, binary cross-entropy on the logits, through :func:`coursekit.train.fit`.
-    Scenes of one batch must have the same number of views.
+class SceneGrids(torch.utils.data.Dataset):
+    """LSM's training data: every scene whole (all views, the cube of
+    :func:`coursekit.models.mvs.surfacenet.scene_cube`) with its :func:`carved_occupancy` as the target.
 
-    Returns:
-        the :class:`coursekit.train.History`.
+    Items: dict ``images (V, 3, H, W)``, ``K, R (V, 3, 3)``, ``t (V, 3)``, ``center (3,)``, ``side`` (0-d),
+    ``occupancy (1, r, r, r)``. Cubes of one batch must have the same side (:meth:`LSM.forward`): batch size 1.
     """
-    from ...train import batches, fit
 
-    columns = list(zip(*[_scene_inputs(s, model.resolution) for s in scenes]))
-    data = batches(*[torch.cat(c) for c in columns], batch_size=batch_size, shuffle=True, generator=generator)
-    return fit(model, data, epochs=epochs, lr=lr, loss_fn=F.binary_cross_entropy_with_logits, progress=progress, desc="LSM")
+    def __init__(self, scenes, resolution: int):
+        keys = ("images", "K", "R", "t", "center", "side", "occupancy")
+        self.items = [{k: x[0] for k, x in zip(keys, _scene_inputs(scene, resolution))} for scene in scenes]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, k: int) -> dict:
+        return self.items[k]
 
 
 @torch.no_grad()

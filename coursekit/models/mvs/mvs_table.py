@@ -28,17 +28,26 @@ two iterations at full image resolution, at the plane interval and at half of it
 starts from a 1/8-resolution MVSNet and up-samples, but here MVSNet's refined full-resolution
 map is the better start), trained with its own loss in the same budget.
 
-MVSNet, R-MVSNet and GC-Net up-sample their cost-volume depth (GC-Net: disparity) to the image
-size and refine it with the reference (left) image (``full_resolution`` / ``refine``; R-MVSNet
-first moves its winner-take-all depth between the planes, ``subplane``), so every method is
-fused at the same resolution; their fusion also applies MVSNet's probability filter (probability
+MVSNet and GC-Net up-sample their cost-volume depth (GC-Net: disparity) to the image size and
+refine it with the reference (left) image (``full_resolution`` / ``refine``); R-MVSNet moves its
+winner-take-all depth between the planes (``subplane``, the classical sub-pixel step) and refines it,
+up-sampled to the image size, with its paper's **variational refinement**
+(:class:`~coursekit.models.mvs.variational.VariationalRefinement`, photometric reprojection error
+plus smoothness, no learning). The row "Plane sweep (SAD) + variational" applies the same refinement
+to the classical baseline: what the refinement does without a network. So every method is
+fused at the same resolution; MVSNet's, R-MVSNet's and GC-Net's fusion also applies MVSNet's probability filter (probability
 map ``> conf_thresh`` of :data:`SIZES`; the plane sweep's and Point-MVSNet's confidences are not
 probabilities and are not filtered). Training budgets are process **CPU** seconds
 (:func:`train_steps`, Adam with the same cosine learning-rate decay over the budget for every
-learned method). The voxel methods
-(SurfaceNet, LSM) and BA-Net's LM layer do not produce per-view depth maps; their limits are
-measured by their own modules (``quantization_error``, ``resolution_limit``, the LM layer
-against SciPy) and shown in the notebook next to this table.
+learned method).
+
+The voxel methods output the scene's cloud without depth maps or fusion (:func:`evaluate_voxel_method`):
+**SurfaceNet** is trained on cubes of ``sn_cube``:sup:`3` voxels cut from the scenes' ``sn_grid``:sup:`3`
+grids (:class:`~coursekit.models.mvs.surfacenet.TrainingCubes`: the paper reconstructs a scene cube by
+cube, so its voxels are finer than one cube over the scene) and binarised at ``sn_threshold``; **LSM**
+reconstructs each scene in one ``lsm_grid``:sup:`3` grid (the slide's "still very coarse resolution").
+Their quantisation limits are measured by their own modules (``quantization_error``,
+``resolution_limit``); BA-Net's LM layer is checked against SciPy in the notebook.
 """
 
 from __future__ import annotations
@@ -57,23 +66,28 @@ from ...geometry.depth_fusion import fuse_depth_maps
 from ...geometry.homography import scale_intrinsics
 from ...metrics.dtu import depth_metrics, dtu_metrics, nearest_distances
 from ...data.world.datasets import sample_seed
+from . import lsm, surfacenet
 from .gcnet import GCNet, disparity_l1_loss, disparity_to_depth
 from .memory import peak_tensor_memory
 from .mvsnet import MVSNet, depth_l1_loss, resize_depth
 from .plane_sweep import PlaneSweep
 from .rmvsnet import RMVSNet, depth_cross_entropy
+from .variational import VariationalRefinement
 
 __all__ = ["SIZES", "PUBLISHED", "COLUMNS", "MethodResult", "cosine_lr", "train_steps", "evaluate_depth_method",
-           "evaluate_stereo_method", "run_mvs_table", "format_table", "METHODS",
+           "evaluate_stereo_method", "evaluate_voxel_method", "run_mvs_table", "format_table", "PLANE_SWEEPS", "METHODS",
            "POINT_MVSNET_SCHEDULE"]
 
 SIZES = {
     "fast": dict(size=(32, 48), n_views=5, n_train=2, n_test=1, n_depths=16, n_src=2, batch=2, steps=25,
-                 train_seconds=20.0, max_disparity=16, baseline=0.2, doffs=0.0, lr=2e-3, tau=0.01, conf_thresh=0.5),
+                 train_seconds=20.0, max_disparity=16, baseline=0.2, doffs=0.0, lr=2e-3, tau=0.01, conf_thresh=0.5,
+                 sn_grid=16, sn_cube=8, sn_threshold=0.95, lsm_grid=8),
     "cpu": dict(size=(64, 80), n_views=7, n_train=48, n_test=3, n_depths=32, n_src=2, batch=2, steps=8000,
-                train_seconds=480.0, max_disparity=40, baseline=0.5, doffs=16.0, lr=2e-3, tau=0.01, conf_thresh=0.8),
+                train_seconds=480.0, max_disparity=40, baseline=0.5, doffs=16.0, lr=2e-3, tau=0.01, conf_thresh=0.8,
+                sn_grid=64, sn_cube=32, sn_threshold=0.95, lsm_grid=32),
     "gpu": dict(size=(128, 160), n_views=7, n_train=96, n_test=5, n_depths=64, n_src=3, batch=4, steps=6000,
-                train_seconds=150.0, max_disparity=80, baseline=0.5, doffs=32.0, lr=1e-3, tau=0.005, conf_thresh=0.8),
+                train_seconds=150.0, max_disparity=80, baseline=0.5, doffs=32.0, lr=1e-3, tau=0.005, conf_thresh=0.8,
+                sn_grid=96, sn_cube=32, sn_threshold=0.95, lsm_grid=32),
 }
 """Sizes per profile: image ``size (H, W)``, views per scene, train/test scenes, depth planes ``D``,
 sources per reference, batch, training ``steps`` and ``train_seconds`` (whichever ends first),
@@ -81,7 +95,9 @@ GC-Net's ``max_disparity``, stereo ``baseline`` (m) and right principal-point of
 :func:`~coursekit.data.mvs.make_stereo_pairs`), learning rate, f-score threshold ``tau`` (m),
 the probability filter ``conf_thresh`` of MVSNet's, R-MVSNet's and GC-Net's fusion (MVSNet's 0.8; 0.5 in ``fast``,
 whose barely trained networks are less peaked; with 32 planes over these scenes' depth range the trained
-networks' probability maps pass 0.8 almost everywhere, so the filter changes the ``cpu`` scores by < 0.1 mm).
+networks' probability maps pass 0.8 almost everywhere, so the filter changes the ``cpu`` scores by < 0.1 mm),
+SurfaceNet's scene grid ``sn_grid``, training cube ``sn_cube`` and binarisation threshold ``sn_threshold``, and
+LSM's grid ``lsm_grid`` (voxels per axis).
 ``cpu`` trains on 48 scenes (generating them takes seconds, outside the training budget): with 24, MVSNet's
 test depth error was 46 mm against 41 mm with 48 at the same 480 CPU-s (24 scenes were too few).
 
@@ -101,9 +117,25 @@ a CPU-time budget, 3190 against 3459 steps); 10.4 with
 8000 so that GC-Net (about 0.15 s a step) spends the CPU budget too; the other methods stop at
 ``train_seconds`` well before 4000 steps, so their schedules are unchanged.
 
-R-MVSNet (``cpu``, same budget, about 1230 steps: its GRUs run plane after plane): overall 8.71 mm
-with the plain winner-take-all, 7.96 with ``subplane`` (:func:`~coursekit.models.mvs.rmvsnet.subplane_argmax`),
-9.48 at the paper's stride 4 (2600 steps, but 16x20 probability maps)."""
+R-MVSNet (``cpu``, same budget, about 1300 steps: its GRUs run plane after plane): overall 8.71 mm
+with the plain winner-take-all, 7.96 with ``subplane`` (:func:`~coursekit.models.mvs.rmvsnet.subplane_argmax`)
+and MVSNet's learned refinement, 9.48 at the paper's stride 4 (2600 steps, but 16x20 probability maps);
+3.54 with the paper's variational refinement instead (:class:`~coursekit.models.mvs.variational.VariationalRefinement`,
+30 Adam steps of a tenth of a plane interval, each depth within one interval of its start, SAD 5x5,
+:math:`\lambda = 3` per m²). The refinement does as much for the plane sweep (SAD): 7.51 -> 3.42. Chosen on three
+*training* scenes: SAD against NCC 4.18 / 4.69 mm on the plane sweep, :math:`\lambda` = 0 / 3 / 30 gave
+R-MVSNet 4.43 / 4.41 / 4.76, with or without the learned refinement before it 4.41 / 4.47 (so it was dropped).
+
+SurfaceNet (``cpu``): trained on 32:sup:`3` cubes of a 64:sup:`3` scene grid (voxels 8-14 mm) it scores 7.07 mm
+overall; one 32:sup:`3` cube over the scene scored 10.8 (perfect voxels there: 9.4; at 64:sup:`3`: 4.9).
+``sn_threshold`` 0.95 was chosen on three validation scenes (split ``"val"``; overall 9.03 / 8.98 / 8.76 /
+8.55 / 8.44 mm at 0.5 / 0.7 / 0.8 / 0.9 / 0.95): the class-balanced loss weights the rare surface voxels
+up (:math:`\alpha \approx 0.99`), so its confidences are high on a thick shell around the surface.
+The paper's ray pooling (per pixel, only the most confident voxel along the ray votes) scored worse here
+(8.37 on three training scenes against 7.67 at 0.95): with voxels smaller than a pixel's footprint it
+empties the surface. LSM at 32:sup:`3`: 10.9; its own target (the carved occupancy of the ground-truth
+depth maps) meshed at 32:sup:`3` scores 7.65, already above the plane sweep's 7.51: the slide's
+"still very coarse resolution"."""
 
 COLUMNS = ("Method", "Acc. (mm)", "Comp. (mm)", "Overall (mm)", "f-score (%)", "Depth Map Res.",
            "Depth Interval (mm)", "Mem. (MB)", "Runtime (s)")
@@ -335,6 +367,35 @@ def evaluate_stereo_method(name: str, model: GCNet, pairs: list[dict], tau: floa
     return result
 
 
+@torch.no_grad()
+def evaluate_voxel_method(name: str, reconstruct: Callable, scenes: list[MVSScene], grid: int, tau: float,
+                          progress: bool = True) -> MethodResult:
+    """A voxel method's row: ``reconstruct(scene) -> (points (N, 3), probability)`` per test scene, DTU scores.
+
+    No depth maps and no fusion: the method outputs the scene's cloud itself. *Depth Map Res.* is the
+    grid (``grid``:sup:`3` voxels), *Depth Interval* the voxel side, *Runtime* the scene's time divided by
+    its number of views (per reference view, like the other rows), *Mem.* the peak tensor memory of the
+    first scene's reconstruction; the depth-map columns are empty."""
+    result, scores, mem, seconds, views = MethodResult({}), [], 0.0, 0.0, 0
+    for k, scene in enumerate(tqdm(scenes, desc=name, leave=False, disable=not progress)):
+        start = time.perf_counter()
+        if k == 0:
+            (points, _), mem = peak_tensor_memory(lambda: reconstruct(scene))
+        else:
+            points, _ = reconstruct(scene)
+        seconds += time.perf_counter() - start
+        views += len(scene)
+        lo, hi = scene.points.amin(0) - 0.05, scene.points.amax(0) + 0.05
+        scores.append(dtu_metrics(points, scene.points, tau=tau, max_dist=0.02, region=(lo, hi)))
+        inside = points[((points >= lo) & (points <= hi)).all(-1)]
+        result.fused.append(inside)
+        result.errors.append(nearest_distances(inside, scene.points) if inside.shape[0] else torch.zeros(0))
+    voxel = sum(surfacenet.scene_cube(s.points)[1] for s in scenes) / len(scenes) / grid
+    empty = {"abs": math.nan, "within": math.nan}
+    result.row = _row(name, scores, [empty], f"{grid}^3 voxels", voxel, mem, seconds / max(views, 1))
+    return result
+
+
 POINT_MVSNET_SCHEDULE = ((1, 1.0), (1, 0.5))
 """Point-MVSNet's ``(up-sampling, interval fraction)`` iterations on MVSNet's full-resolution refined depth."""
 
@@ -371,7 +432,11 @@ def _point_mvsnet(coarse: torch.nn.Module):
     return model, lambda out, gt: refinement_loss(out["depths"], gt, gt > 0)
 
 
-METHODS = ("Plane sweep (SAD)", "Plane sweep (NCC)", "MVSNet", "R-MVSNet", "Point-MVSNet", "GC-Net")
+PLANE_SWEEPS = {"Plane sweep (SAD)": lambda: PlaneSweep("sad", 3), "Plane sweep (NCC)": lambda: PlaneSweep("ncc", 3),
+                "Plane sweep (SAD) + variational": lambda: VariationalRefinement(PlaneSweep("sad", 3))}
+"""The classical rows: the baseline (SAD, NCC), and SAD with R-MVSNet's variational refinement (what it does alone)."""
+
+METHODS = tuple(PLANE_SWEEPS) + ("SurfaceNet", "LSM", "MVSNet", "R-MVSNet", "Point-MVSNet", "GC-Net")
 """The table's rows, in order (Point-MVSNet needs MVSNet: it refines MVSNet's depth maps)."""
 
 
@@ -403,12 +468,12 @@ def run_mvs_table(seed: int = 0, progress: bool = True, sizes: dict | None = Non
     evaluate = dict(n_src=S["n_src"], n_depths=S["n_depths"], tau=S["tau"], progress=progress)
     results, models, losses = {}, {}, {}
 
-    for name, kind in (("Plane sweep (SAD)", "sad"), ("Plane sweep (NCC)", "ncc")):
+    for name, make in PLANE_SWEEPS.items():
         if name in methods:
-            results[name] = evaluate_depth_method(name, PlaneSweep(kind, 3), test_scenes, **evaluate)
+            results[name] = evaluate_depth_method(name, make().eval(), test_scenes, **evaluate)
 
     learned = (("MVSNet", lambda: MVSNet(full_resolution=True), depth_l1_loss),
-               ("R-MVSNet", lambda: RMVSNet(refine=True, subplane=True), depth_cross_entropy))
+               ("R-MVSNet", lambda: VariationalRefinement(RMVSNet(subplane=True)), depth_cross_entropy))
     for name, make, loss_fn in learned:
         if name in methods or (name == "MVSNet" and "Point-MVSNet" in methods):
             model = make()
@@ -436,6 +501,23 @@ def run_mvs_table(seed: int = 0, progress: bool = True, sizes: dict | None = Non
                                        target="disparity", desc="GC-Net", **budget)
         models["GC-Net"] = gc
         results["GC-Net"] = evaluate_stereo_method("GC-Net", gc, stereo, S["tau"], progress, S.get("conf_thresh"))
+    if "SurfaceNet" in methods:
+        cubes = surfacenet.TrainingCubes(train_scenes, S["sn_grid"], S["sn_cube"], torch.Generator().manual_seed(seed))
+        sn = models["SurfaceNet"] = surfacenet.SurfaceNet()
+        losses["SurfaceNet"] = train_steps(sn, torch.utils.data.DataLoader(cubes, batch_size=S["batch"], shuffle=True, generator=gen),
+                                           lambda out, y: surfacenet.class_balanced_loss(out, y), inputs=lambda b: (b["cubes"],),
+                                           target="labels", desc="SurfaceNet", **budget)
+        results["SurfaceNet"] = evaluate_voxel_method(
+            "SurfaceNet", lambda scene: surfacenet.reconstruct(sn, scene, S["sn_grid"], S["sn_threshold"]), test_scenes,
+            S["sn_grid"], S["tau"], progress)
+    if "LSM" in methods:
+        machine = models["LSM"] = lsm.LSM(resolution=S["lsm_grid"])
+        grids = torch.utils.data.DataLoader(lsm.SceneGrids(train_scenes, S["lsm_grid"]), batch_size=1, shuffle=True, generator=gen)
+        losses["LSM"] = train_steps(machine, grids, torch.nn.functional.binary_cross_entropy_with_logits,
+                                    inputs=lambda b: tuple(b[k] for k in ("images", "K", "R", "t", "center", "side")),
+                                    target="occupancy", desc="LSM", **budget)
+        results["LSM"] = evaluate_voxel_method("LSM", lambda scene: lsm.reconstruct(machine, scene), test_scenes,
+                                               S["lsm_grid"], S["tau"], progress)
     rows = [results[name].row for name in METHODS if name in results and name in methods]
     return {"rows": rows, "published": list(PUBLISHED), "results": results, "models": models, "losses": losses,
             "test_scenes": test_scenes, "stereo_pairs": stereo, "sizes": S}

@@ -17,10 +17,11 @@ memory at inference is independent of ``D`` up to that thin ``D x h x w`` volume
 (measured against MVSNet by :func:`memory_vs_depth`). The paper trains with a
 cross-entropy loss on the probability volume :math:`P = \operatorname{softmax}_d(-C_{reg})`
 (:func:`depth_cross_entropy`) and reads the depth by **winner-take-all** (argmax). A
-winner-take-all depth lies on the planes (a staircase); the paper removes the steps with a
-variational refinement of the depth map (the paper's Sec. 4.2). With ``subplane`` the argmax is moved between
+winner-take-all depth lies on the planes (a staircase); with ``subplane`` the argmax is moved between
 the planes by the classical sub-pixel step of stereo, the vertex of the parabola through the
-log-probabilities of the winner and its two neighbours (:func:`subplane_argmax`).
+log-probabilities of the winner and its two neighbours (:func:`subplane_argmax`), and the paper
+removes the steps with its variational refinement of the depth map (Sec. 4.2,
+:class:`coursekit.models.mvs.variational.VariationalRefinement`, which wraps this model in the table).
 
 Same model interface as :class:`coursekit.models.mvs.mvsnet.MVSNet`.
 """
@@ -34,7 +35,7 @@ from torch import nn
 from ...geometry.homography import homography_warp, scale_intrinsics
 from .cost_volume import expectation, probability_confidence
 from .memory import peak_tensor_memory
-from .mvsnet import DepthRefinement, FeatureNet, depth_l1_loss, resize_depth
+from .mvsnet import FeatureNet, resize_depth
 
 __all__ = ["ConvGRUCell", "RMVSNet", "subplane_argmax", "depth_cross_entropy", "memory_vs_depth"]
 
@@ -95,25 +96,17 @@ class RMVSNet(nn.Module):
         channels: feature channels ``C`` (the paper: 32).
         stride: feature down-sampling (the paper: 4).
         hidden: the GRUs' hidden channels (the paper: 16, 4, 2).
-        refine: up-sample the winner-take-all depth to the image size and refine it with MVSNet's
-            refinement network (:class:`~coursekit.models.mvs.mvsnet.DepthRefinement`; the paper
-            refines with a variational step instead). The refinement sees the winner-take-all depth
-            in training too (no gradient into the GRUs: they learn from the cross entropy).
-        subplane: read the depth by :func:`subplane_argmax` instead of the plain winner-take-all
-            (in both modes, so the refinement trains on what it refines at test time).
+        subplane: read the depth by :func:`subplane_argmax` instead of the plain winner-take-all.
 
-    ``forward(images, K, R, t, depth_values)`` -> dict ``depth`` (winner-take-all, or its ``subplane``
-    refinement, in eval mode,
-    soft argmin in training mode, which the loss does not use; with ``refine`` the refined
-    ``(B, H, W)`` map in both modes, and ``initial`` the (sub-plane) winner-take-all ``(B, h, w)``),
-    ``confidence`` (at ``depth``'s resolution), ``prob`` ``(B, D, h, w)`` and ``depth_values`` ``(B, D)``.
+    ``forward(images, K, R, t, depth_values)`` -> dict ``depth`` ``(B, h, w)`` (winner-take-all, or its
+    ``subplane`` refinement, in eval mode; soft argmin in training mode, which the loss does not use),
+    ``confidence`` ``(B, h, w)``, ``prob`` ``(B, D, h, w)`` and ``depth_values`` ``(B, D)``.
     """
 
     def __init__(self, channels: int = 16, stride: int = 2, hidden: tuple[int, int, int] = (16, 4, 2),
-                 refine: bool = False, subplane: bool = False):
+                 subplane: bool = False):
         super().__init__()
         self.subplane = subplane
-        self.refinement = DepthRefinement() if refine else None
         self.features = FeatureNet(channels, stride)
         ins = (channels,) + hidden[:-1]
         self.cells = nn.ModuleList(ConvGRUCell(i, h) for i, h in zip(ins, hidden))
@@ -142,43 +135,31 @@ class RMVSNet(nn.Module):
             costs.append(self.out(x))
         log_prob = F.log_softmax(-torch.cat(costs, 1), dim=1)
         prob = log_prob.exp()
-        if self.subplane:
-            wta = subplane_argmax(log_prob.detach(), depth_values)
+        if self.training:
+            depth = expectation(prob, depth_values)
+        elif self.subplane:
+            depth = subplane_argmax(log_prob.detach(), depth_values)
         else:
-            wta = depth_values.gather(1, prob.argmax(1).flatten(1)).reshape(B, h, w)
-        depth = expectation(prob, depth_values) if self.training and self.refinement is None else wta
-        out = {"depth": depth, "prob": prob, "depth_values": depth_values,
-               "confidence": probability_confidence(prob, depth_values, depth.detach())}
-        if self.refinement is not None:
-            out["initial"] = wta
-            out["depth"] = self.refinement(images[:, 0], wta, depth_values[:, 0], depth_values[:, -1], (H, W))
-            out["confidence"] = resize_depth(out["confidence"], (H, W))
-        return out
+            depth = depth_values.gather(1, prob.argmax(1).flatten(1)).reshape(B, h, w)
+        return {"depth": depth, "prob": prob, "depth_values": depth_values,
+                "confidence": probability_confidence(prob, depth_values, depth.detach())}
 
 
-def depth_cross_entropy(output: dict, depth_gt: torch.Tensor, refined_weight: float = 1.0) -> torch.Tensor:
+def depth_cross_entropy(output: dict, depth_gt: torch.Tensor) -> torch.Tensor:
     r"""R-MVSNet's loss: cross entropy of the probability volume against the GT's nearest plane.
 
     .. math::  L = -\frac{1}{|P|} \sum_{p \in P} \log P_{k^*(p)}(p), \qquad k^*(p) = \arg\min_k |d_k - d(p)|
 
-    With a refinement (``initial`` in ``output``) its mean absolute error over the valid
-    full-resolution pixels is added, weighted by ``refined_weight``
-    (:func:`~coursekit.models.mvs.mvsnet.depth_l1_loss` on the refined map).
-
     Args:
         output: the model's dict (``prob (B, D, h, w)``, ``depth_values (B, D)``).
         depth_gt: ``(B, H, W)`` ground truth, ``0`` = invalid (resized to ``(h, w)``).
-        refined_weight: weight of the refinement's L1 term.
     """
     prob, values = output["prob"], output["depth_values"]
     gt = resize_depth(depth_gt, prob.shape[-2:])
     target = (gt.unsqueeze(1) - values[..., None, None]).abs().argmin(1)
     nll = -torch.log(prob.clamp_min(1e-8)).gather(1, target.unsqueeze(1))[:, 0]
     valid = (gt > 0) & (gt >= values[:, 0, None, None]) & (gt <= values[:, -1, None, None])
-    loss = (nll * valid).sum() / valid.sum().clamp_min(1)
-    if "initial" in output:
-        loss = loss + refined_weight * depth_l1_loss({"depth": output["depth"]}, depth_gt)
-    return loss
+    return (nll * valid).sum() / valid.sum().clamp_min(1)
 
 
 def memory_vs_depth(models: dict, depth_counts, size: tuple[int, int] = (64, 80), n_views: int = 3,

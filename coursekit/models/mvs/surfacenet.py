@@ -23,6 +23,10 @@ Occupancy Prediction":
    surface voxels.
 4. **Binarisation** as post-processing (:func:`binarize`, :func:`surface_points`).
 
+The paper trains on small cubes and reconstructs a scene cube by cube: :class:`TrainingCubes` cuts
+training cubes from a scene grid finer than one cube, and :func:`reconstruct` runs the (fully
+convolutional) network on the whole grid at once.
+
 The slide's limitations are measurable here: the CVC holds only RGB at the cube's resolution,
 and binarised voxels cannot place the surface better than the voxel grid:
 :func:`quantization_error` measures the accuracy/completeness that even *perfect* surface
@@ -60,7 +64,7 @@ __all__ = [
     "quantization_error",
     "scene_cube",
     "scene_cubes",
-    "fit_surfacenet",
+    "TrainingCubes",
     "reconstruct",
 ]
 
@@ -350,24 +354,47 @@ def scene_cubes(scene, center: torch.Tensor, side: float, resolution: int) -> to
                               center.expand(V, 3), side, resolution)
 
 
-def fit_surfacenet(model: SurfaceNet, scenes, resolution: int, epochs: int, lr: float = 1e-3, alpha: float | None = None,
-                   batch_size: int = 2, generator: torch.Generator | None = None, progress: bool = False):
-    """Train on every view pair of ``scenes`` (:func:`scene_cubes`) against :func:`surface_labels` of the
-    ground-truth clouds, with :func:`class_balanced_loss`, through :func:`coursekit.train.fit`.
+class TrainingCubes(torch.utils.data.Dataset):
+    r"""Training cubes of ``cube``:sup:`3` voxels cut at random places from the scenes' grids of ``grid``:sup:`3` voxels.
 
-    Returns:
-        the :class:`coursekit.train.History`.
+    SurfaceNet is trained on small cubes and reconstructs a scene cube by cube, so its voxels can be
+    much finer than one cube spanning the scene (the quantisation limit): item ``k`` is view ``v`` of a
+    scene with its best source (``scene.pairs[v, 0]``), a cube of side ``cube`` voxels of the scene's
+    grid (:func:`scene_cube` divided into ``grid`` voxels per axis) at a random voxel offset, its colored
+    voxel cube and its :func:`surface_labels`. Since the network is fully convolutional,
+    :func:`reconstruct` then runs it on the whole ``grid``:sup:`3` scene at once.
+
+    Args:
+        scenes: :class:`coursekit.data.mvs.MVSScene` list (with ground-truth ``points``).
+        grid: voxels per axis of a scene; cube: voxels per axis of a training cube (``<= grid``,
+            divisible by 4).
+        generator: draws the offsets (a new one at every access).
+
+    Items: dict ``cubes (6, s, s, s)``, ``labels (1, s, s, s)``.
     """
-    from ...train import batches, fit
 
-    cubes, labels = [], []
-    for scene in scenes:
-        center, side = scene_cube(scene.points)
-        cubes.append(scene_cubes(scene, center, side, resolution))
-        labels.append(surface_labels(scene.points[None], center[None], side, resolution).expand(len(scene), -1, -1, -1, -1))
-    data = batches(torch.cat(cubes), torch.cat(labels), batch_size=batch_size, shuffle=True, generator=generator)
-    return fit(model, data, epochs=epochs, lr=lr, loss_fn=lambda out, y: class_balanced_loss(out, y, alpha),
-               progress=progress, desc="SurfaceNet")
+    def __init__(self, scenes, grid: int, cube: int, generator: torch.Generator | None = None):
+        check_count(grid, "grid")
+        check_count(cube, "cube")
+        if cube > grid or cube % 4:
+            raise ValueError(f"cube must be divisible by 4 and at most grid = {grid}, got {cube}")
+        self.scenes, self.grid, self.cube, self.generator = scenes, int(grid), int(cube), generator
+        self.index = [(s, v) for s, scene in enumerate(scenes) for v in range(len(scene))]
+        self.bounds = [scene_cube(scene.points) for scene in scenes]
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> dict:
+        s, v = self.index[k]
+        scene, (center, side) = self.scenes[s], self.bounds[s]
+        voxel = side / self.grid
+        offset = torch.randint(0, self.grid - self.cube + 1, (3,), generator=self.generator)
+        sub = (center - side / 2 + (offset + self.cube / 2) * voxel)[None]
+        views = torch.tensor([v, int(scene.pairs[v, 0])])
+        cubes = colored_voxel_cube(scene.images[views][None], scene.K[views][None], scene.R[views][None],
+                                   scene.t[views][None], sub, self.cube * voxel, self.cube)
+        return {"cubes": cubes[0], "labels": surface_labels(scene.points[None], sub, self.cube * voxel, self.cube)[0]}
 
 
 @torch.no_grad()
