@@ -423,6 +423,21 @@ def test_table_probability_filter_and_method_subset():
         run_mvs_table(methods=("MVSNet", "COLMAP"))
 
 
+def test_voxel_row_scores_the_reconstructed_cloud_itself():
+    from coursekit.data.mvs import make_mvs_scenes
+    from coursekit.models.mvs.mvs_table import evaluate_voxel_method
+    from coursekit.models.mvs.surfacenet import scene_cube
+
+    scenes = make_mvs_scenes(2, 0, "test", n_views=3, size=(24, 32))
+    perfect = evaluate_voxel_method("oracle", lambda scene: (scene.points, None), scenes, 8, 0.01, progress=False)
+    assert perfect.row["Overall (mm)"] == pytest.approx(0.0, abs=1e-6) and perfect.row["f-score (%)"] == pytest.approx(100.0)
+    assert perfect.fused[1].shape == scenes[1].points.shape and not perfect.depths
+    assert perfect.row["Depth Interval (mm)"] == pytest.approx(1000 * sum(scene_cube(s.points)[1] for s in scenes) / 2 / 8)
+    shifted = evaluate_voxel_method("shifted", lambda scene: (scene.points + torch.tensor([0.005, 0.0, 0.0]), None), scenes, 8,
+                                    0.01, progress=False)
+    assert 3.0 < shifted.row["Acc. (mm)"] <= 5.0 + 1e-6  # every point 5 mm off (nearest GT points can be closer)
+
+
 def test_table_runs_end_to_end_on_tiny_sizes():
     from coursekit.models.mvs.mvs_table import COLUMNS, PUBLISHED, format_table, run_mvs_table
 

@@ -113,7 +113,9 @@ disparity with the left image like MVSNet (:class:`~coursekit.models.mvs.gcnet.G
 second run of that configuration with the probability filter (a tie with the plane sweep: its f-score, 48 %
 against 57 %, is lower; the filter itself moved the first run by 0.01 mm, the rest is run-to-run spread of
 a CPU-time budget, 3190 against 3459 steps); 10.4 with
-0.6 m, ``doffs = 20`` (its training loss stayed 2x higher: more occlusion, fewer steps). ``steps`` is
+0.6 m, ``doffs = 20`` (its training loss stayed 2x higher: more occlusion, fewer steps). Later runs of the
+kept configuration: 7.89 and 8.03 (so GC-Net ties or loses); with the paper's learned up-sampling of the cost
+(a stride-2 transposed 3D convolution to full resolution instead of trilinear) 9.26. ``steps`` is
 8000 so that GC-Net (about 0.15 s a step) spends the CPU budget too; the other methods stop at
 ``train_seconds`` well before 4000 steps, so their schedules are unchanged.
 
@@ -122,15 +124,15 @@ with the plain winner-take-all, 7.96 with ``subplane`` (:func:`~coursekit.models
 and MVSNet's learned refinement, 9.48 at the paper's stride 4 (2600 steps, but 16x20 probability maps);
 3.54 with the paper's variational refinement instead (:class:`~coursekit.models.mvs.variational.VariationalRefinement`,
 30 Adam steps of a tenth of a plane interval, each depth within one interval of its start, SAD 5x5,
-:math:`\lambda = 3` per m²). The refinement does as much for the plane sweep (SAD): 7.51 -> 3.42. Chosen on three
-*training* scenes: SAD against NCC 4.18 / 4.69 mm on the plane sweep, :math:`\lambda` = 0 / 3 / 30 gave
+λ = 3 per m²). The refinement does as much for the plane sweep (SAD): 7.51 -> 3.42. Chosen on three
+*training* scenes: SAD against NCC 4.18 / 4.69 mm on the plane sweep, λ = 0 / 3 / 30 gave
 R-MVSNet 4.43 / 4.41 / 4.76, with or without the learned refinement before it 4.41 / 4.47 (so it was dropped).
 
 SurfaceNet (``cpu``): trained on 32:sup:`3` cubes of a 64:sup:`3` scene grid (voxels 8-14 mm) it scores 7.07 mm
 overall; one 32:sup:`3` cube over the scene scored 10.8 (perfect voxels there: 9.4; at 64:sup:`3`: 4.9).
 ``sn_threshold`` 0.95 was chosen on three validation scenes (split ``"val"``; overall 9.03 / 8.98 / 8.76 /
 8.55 / 8.44 mm at 0.5 / 0.7 / 0.8 / 0.9 / 0.95): the class-balanced loss weights the rare surface voxels
-up (:math:`\alpha \approx 0.99`), so its confidences are high on a thick shell around the surface.
+up (α ≈ 0.99), so its confidences are high on a thick shell around the surface.
 The paper's ray pooling (per pixel, only the most confident voxel along the ray votes) scored worse here
 (8.37 on three training scenes against 7.67 at 0.95): with voxels smaller than a pixel's footprint it
 empties the surface. LSM at 32:sup:`3`: 10.9; its own target (the carved occupancy of the ground-truth
