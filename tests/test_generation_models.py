@@ -57,7 +57,7 @@ def test_psgn_overfits_two_shapes_with_cd():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.3 * first
+    assert loss.item() < 0.3 * first
 
 
 # ------------------------------------------------------------------ FoldingNet

@@ -507,7 +507,7 @@ def run_mvs_table(seed: int = 0, progress: bool = True, sizes: dict | None = Non
         cubes = surfacenet.TrainingCubes(train_scenes, S["sn_grid"], S["sn_cube"], torch.Generator().manual_seed(seed))
         sn = models["SurfaceNet"] = surfacenet.SurfaceNet()
         losses["SurfaceNet"] = train_steps(sn, torch.utils.data.DataLoader(cubes, batch_size=S["batch"], shuffle=True, generator=gen),
-                                           lambda out, y: surfacenet.class_balanced_loss(out, y), inputs=lambda b: (b["cubes"],),
+                                           surfacenet.class_balanced_loss, inputs=lambda b: (b["cubes"],),
                                            target="labels", desc="SurfaceNet", **budget)
         results["SurfaceNet"] = evaluate_voxel_method(
             "SurfaceNet", lambda scene: surfacenet.reconstruct(sn, scene, S["sn_grid"], S["sn_threshold"]), test_scenes,
