@@ -106,7 +106,7 @@ def test_balanced_fold_init_unfolds_the_grid_and_trains():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    assert float(loss) < 0.2  # default init: 0.27 after the same 60 steps
+    assert loss.item() < 0.2  # default init: 0.27 after the same 60 steps
 
 
 def test_folding_decoder_gradcheck():
