@@ -249,12 +249,17 @@ def _fuse_and_score(depths, K, R, t, images, pairs, gt_points, tau, stride_K, co
     small = torch.nn.functional.interpolate(images, size=depths.shape[-2:], mode="bilinear", align_corners=False, antialias=True)
     fused = fuse_depth_maps(depths, Ks, R, t, images=small, pairs=pairs, min_views=2, photo_thresh=0.15,
                             confidence=confidence, conf_thresh=conf_thresh)
-    pts = fused["points"]
+    return _score_cloud(fused["points"], gt_points, tau)
+
+
+def _score_cloud(points: torch.Tensor, gt_points: torch.Tensor, tau: float) -> tuple[dict, torch.Tensor, torch.Tensor]:
+    """DTU scores of a reconstructed cloud inside the evaluation box (the ground truth's bounding box grown
+    by 5 cm, standing in for DTU's observability mask), and the points inside it with their distances to
+    the ground truth."""
     lo, hi = gt_points.amin(0) - 0.05, gt_points.amax(0) + 0.05
-    metrics = dtu_metrics(pts, gt_points, tau=tau, max_dist=0.02, region=(lo, hi))
-    pts = pts[((pts >= lo) & (pts <= hi)).all(-1)]
-    err = nearest_distances(pts, gt_points) if pts.shape[0] else torch.zeros(0)
-    return metrics, pts, err
+    metrics = dtu_metrics(points, gt_points, tau=tau, max_dist=0.02, region=(lo, hi))
+    inside = points[((points >= lo) & (points <= hi)).all(-1)]
+    return metrics, inside, nearest_distances(inside, gt_points) if inside.shape[0] else torch.zeros(0)
 
 
 def _row(name: str, scores: list[dict], depth_scores: list[dict], res: str, interval_m: float, mem_bytes: float,
@@ -387,11 +392,9 @@ def evaluate_voxel_method(name: str, reconstruct: Callable, scenes: list[MVSScen
             points, _ = reconstruct(scene)
         seconds += time.perf_counter() - start
         views += len(scene)
-        lo, hi = scene.points.amin(0) - 0.05, scene.points.amax(0) + 0.05
-        scores.append(dtu_metrics(points, scene.points, tau=tau, max_dist=0.02, region=(lo, hi)))
-        inside = points[((points >= lo) & (points <= hi)).all(-1)]
-        result.fused.append(inside)
-        result.errors.append(nearest_distances(inside, scene.points) if inside.shape[0] else torch.zeros(0))
+        metrics, inside, errors = _score_cloud(points, scene.points, tau)
+        scores.append(metrics)
+        result.fused.append(inside), result.errors.append(errors)
     voxel = sum(surfacenet.scene_cube(s.points)[1] for s in scenes) / len(scenes) / grid
     empty = {"abs": math.nan, "within": math.nan}
     result.row = _row(name, scores, [empty], f"{grid}^3 voxels", voxel, mem, seconds / max(views, 1))
