@@ -106,18 +106,19 @@ def variational_refinement(depth: torch.Tensor, images: torch.Tensor, K: torch.T
     if step <= 0 or iterations < 0 or (max_change is not None and max_change < 0):
         raise ValueError(f"need step > 0, iterations >= 0 and max_change >= 0, got {step}, {iterations}, {max_change}")
     _check(depth, images, K)
+    images, K = _at_depth_resolution(images.detach(), K, depth.shape[-2:])  # once, not at every step
     start = depth.detach()
     z = start.clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=step)
     with torch.enable_grad():
         for _ in range(iterations):
-            loss = photometric_energy(z, images.detach(), K, R, t, **energy).sum()
+            loss = photometric_energy(z, images, K, R, t, **energy).sum()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if max_change is not None:
                 with torch.no_grad():
-                    z.copy_(torch.minimum(torch.maximum(z, start - max_change), start + max_change))
+                    z.clamp_(start - max_change, start + max_change)
     return z.detach()
 
 
